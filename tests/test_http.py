@@ -1,0 +1,273 @@
+"""The webhook over HTTPS, as kube-apiserver calls it: the real server process, our own certificates.
+
+No kube-apiserver can run here; tests/apiserver_client.py reproduces its webhook client from
+../shared/webhook-contract.md (chain and service-name verification, ?timeout=, uid/apiVersion checks).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import ssl
+from typing import Any
+
+import pytest
+
+from tests.apiserver_client import ApiserverClient, CallFailure, admission_review
+from tests.conftest import RunningServer, ServerFactory
+
+
+def apiserver_pod(*flags: str, name: str = "kube-apiserver-cp-1", labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "kube-system",
+            "labels": labels or {"component": "kube-apiserver", "tier": "control-plane"},
+            "annotations": {"kubernetes.io/config.mirror": "abc"},
+        },
+        "spec": {
+            "containers": [
+                {"name": "kube-apiserver", "image": "registry.k8s.io/kube-apiserver:v1.30.2",
+                 "command": ["kube-apiserver", *flags]}
+            ]
+        },
+    }
+
+
+GOOD = ("--tls-cert-file=/pki/apiserver.crt", "--tls-private-key-file=/pki/apiserver.key", "--client-ca-file=/pki/ca.crt")
+NO_TLS = ("--client-ca-file=/pki/ca.crt",)
+
+
+def test_compliant_apiserver_is_allowed(enforce_client: ApiserverClient) -> None:
+    response = enforce_client.review(admission_review(apiserver_pod(*GOOD)))
+    assert response["allowed"] is True
+    assert "warnings" not in response
+
+
+def test_enforce_denies_with_403_and_a_message_naming_id_fix_and_file(enforce_client: ApiserverClient) -> None:
+    response = enforce_client.review(admission_review(apiserver_pod("--v=2")))
+    assert response["allowed"] is False
+    status = response["status"]
+    assert status["code"] == 403
+    message = status["message"]
+    assert "CIS 1.2.30 (benchmark v1.5.1)" in message and "CIS 1.2.31 (benchmark v1.5.1)" in message
+    assert "/etc/kubernetes/manifests/kube-apiserver.yaml" in message
+    assert "--tls-cert-file=<path" in message and "--tls-private-key-file=<path" in message
+    assert "self-signed certificate" in message  # what really happens without the flags
+
+
+def test_warn_allows_with_one_short_printable_warning_per_finding(warn_client: ApiserverClient) -> None:
+    response = warn_client.review(admission_review(apiserver_pod("--v=2")))
+    assert response["allowed"] is True
+    warnings = response["warnings"]
+    assert len(warnings) == 2
+    assert any(w.startswith("CIS 1.2.30 v1.5.1") for w in warnings)
+    assert any(w.startswith("CIS 1.2.31 v1.5.1") for w in warnings)
+    for warning in warnings:
+        assert len(warning) <= 120
+        assert all(ch.isprintable() for ch in warning), "kube-apiserver drops warnings with control characters"
+    assert sum(len(w) for w in warnings) < 4096
+
+
+def test_audit_allows_and_records_valid_audit_annotations(server_factory: ServerFactory) -> None:
+    client = server_factory("--mode", "audit").client()
+    response = client.review(admission_review(apiserver_pod(*NO_TLS)))
+    assert response["allowed"] is True and "warnings" not in response
+    annotations = response["auditAnnotations"]
+    assert "tls-cert-and-key" in annotations and "client-ca-file" not in annotations
+    assert annotations["verdict"] == "audited"
+    for key in annotations:
+        assert re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", key)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_dry_run_gets_the_same_verdict(enforce_client: ApiserverClient, warn_client: ApiserverClient, dry_run: bool) -> None:
+    denied = enforce_client.review(admission_review(apiserver_pod(*NO_TLS), dry_run=dry_run))
+    assert denied["allowed"] is False and "CIS 1.2.30" in denied["status"]["message"]
+    warned = warn_client.review(admission_review(apiserver_pod(*NO_TLS), dry_run=dry_run))
+    assert warned["allowed"] is True and len(warned["warnings"]) == 1
+
+
+def test_update_is_judged_delete_and_connect_are_not(enforce_client: ApiserverClient) -> None:
+    assert enforce_client.review(admission_review(apiserver_pod(), operation="UPDATE"))["allowed"] is False
+    assert enforce_client.review(admission_review(apiserver_pod(), operation="DELETE"))["allowed"] is True
+    assert enforce_client.review(admission_review(apiserver_pod(), operation="CONNECT"))["allowed"] is True
+
+
+def test_pods_without_apiserver_and_other_kinds_are_allowed(enforce_client: ApiserverClient) -> None:
+    coredns = {"kind": "Pod", "metadata": {"name": "coredns"}, "spec": {"containers": [{"name": "c", "image": "coredns"}]}}
+    assert enforce_client.review(admission_review(coredns))["allowed"] is True
+    configmap = {"kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "kube-apiserver"}}
+    assert enforce_client.review(admission_review(configmap))["allowed"] is True
+
+
+def test_v1beta1_is_answered_in_v1beta1(enforce_client: ApiserverClient) -> None:
+    review = admission_review(apiserver_pod(), api_version="admission.k8s.io/v1beta1")
+    response = enforce_client.review(review)  # the client checks the apiVersion echo
+    assert response["allowed"] is False
+
+
+def test_per_control_mode_overrides_global(server_factory: ServerFactory, tmp_path: Any) -> None:
+    config = tmp_path / "policy.yaml"
+    config.write_text("mode: enforce\ncontrols:\n  client-ca-file: {mode: warn}\n")
+    client = server_factory("--config", str(config)).client()
+    only_ca_missing = apiserver_pod("--tls-cert-file=/c", "--tls-private-key-file=/k")
+    response = client.review(admission_review(only_ca_missing))
+    assert response["allowed"] is True
+    assert [w[:17] for w in response["warnings"]] == ["CIS 1.2.31 v1.5.1"]
+    assert client.review(admission_review(apiserver_pod(*NO_TLS)))["allowed"] is False
+
+
+def test_exemptions_come_from_config_never_from_the_object(server_factory: ServerFactory, tmp_path: Any) -> None:
+    config = tmp_path / "exempt.yaml"
+    config.write_text(
+        "exemptions:\n  names: ['kube-apiserver-lab-*']\n"
+        "  labelSelectors:\n  - matchLabels: {env: sandbox}\n"
+    )
+    client = server_factory("--config", str(config)).client()
+    assert client.review(admission_review(apiserver_pod(name="kube-apiserver-lab-3")))["allowed"] is True
+    assert client.review(admission_review(apiserver_pod(labels={"env": "sandbox"})))["allowed"] is True
+    sneaky = apiserver_pod()
+    sneaky["metadata"]["annotations"]["apiserver-tls-guard/exempt"] = "true"
+    sneaky["metadata"]["labels"]["apiserver-tls-guard.io/skip"] = "true"
+    assert client.review(admission_review(sneaky))["allowed"] is False
+
+
+# --- bad input -----------------------------------------------------------------------------------------
+
+
+def _post(client: ApiserverClient, body: bytes, content_type: str = "application/json") -> tuple[int, Any]:
+    result = client.post("/validate?timeout=10s", body, content_type)
+    return result.status, result.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b"\xff\xfe", 400, "not valid JSON"),
+        (b"[]", 400, "JSON object"),
+        (b'{"apiVersion": "admission.k8s.io/v2", "kind": "AdmissionReview", "request": {}}', 400, "apiVersion"),
+        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "Pod", "request": {}}', 400, "kind"),
+        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}', 400, "request"),
+        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"operation": "CREATE"}}', 400, "uid"),
+        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 5}}', 400, "uid"),
+        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u", "operation": "CREATE", "object": []}}', 400, "object"),
+        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u", "operation": "CREATE", "dryRun": "yes"}}', 400, "dryRun"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, ""),
+    ],
+)
+def test_malformed_reviews_get_400_saying_what_is_wrong(enforce_client: ApiserverClient, body: bytes, status: int, says: str) -> None:
+    got, answer = _post(enforce_client, body)
+    assert got == status
+    assert says in answer["error"]
+
+
+def test_non_json_content_type_gets_415(enforce_client: ApiserverClient) -> None:
+    assert _post(enforce_client, b"{}", "text/plain")[0] == 415
+
+
+def test_oversized_body_gets_413_and_exactly_3mib_is_read(enforce_client: ApiserverClient) -> None:
+    limit = 3 * 1024 * 1024
+    review = admission_review(apiserver_pod(*GOOD))
+    review["request"]["object"]["metadata"]["annotations"]["pad"] = ""
+    base = len(json.dumps(review).encode())
+    review["request"]["object"]["metadata"]["annotations"]["pad"] = "x" * (limit - base)
+    exact = json.dumps(review).encode()
+    assert len(exact) == limit
+    assert enforce_client.post("/validate", exact).status == 200
+    assert enforce_client.post("/validate", exact + b" ").status == 413
+
+
+def test_unknown_paths_and_methods_are_not_500(enforce_client: ApiserverClient) -> None:
+    assert enforce_client.get("/nope").status == 404
+    assert enforce_client.get("/validate").status == 405
+
+
+def test_health_endpoints(enforce_client: ApiserverClient) -> None:
+    assert enforce_client.get("/healthz").status == 200
+    assert enforce_client.get("/readyz").status == 200
+
+
+def test_log_has_decisions_but_never_bodies_or_keys(enforce_server: RunningServer, enforce_client: ApiserverClient) -> None:
+    enforce_client.review(admission_review(apiserver_pod("--tls-cert-file=/SECRET-PATH-MARKER")))
+    log = enforce_server.log_text()
+    assert "outcome=denied" in log
+    assert "SECRET-PATH-MARKER" not in log
+    assert "PRIVATE KEY" not in log
+    assert (enforce_server.certs / "tls.key").read_text().splitlines()[1] not in log
+
+
+# --- TLS as kube-apiserver needs it --------------------------------------------------------------------
+
+
+def test_chain_and_service_name_verify(enforce_server: RunningServer) -> None:
+    for name in ("apiserver-tls-guard.apiserver-tls-guard.svc", "localhost"):
+        client = enforce_server.client(server_name=name)
+        assert client.get("/healthz").status == 200
+        client.close()
+
+
+def test_wrong_service_name_fails_verification(enforce_server: RunningServer) -> None:
+    client = enforce_server.client(server_name="other.apiserver-tls-guard.svc")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        client.get("/healthz")
+
+
+def _handshake(server: RunningServer, context: ssl.SSLContext) -> ssl.SSLSocket:
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    return context.wrap_socket(sock, server_hostname="localhost")
+
+
+def test_tls_below_1_2_is_refused(enforce_server: RunningServer) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        context.minimum_version = ssl.TLSVersion.TLSv1
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
+        context.set_ciphers("ALL:@SECLEVEL=0")
+    except (ValueError, ssl.SSLError):
+        pytest.skip("this OpenSSL cannot even offer TLS 1.1")
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        _handshake(enforce_server, context).close()
+
+
+def test_only_aead_forward_secret_ciphers_on_tls_1_2(enforce_server: RunningServer) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(str(enforce_server.certs / "ca.crt"))
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    with _handshake(enforce_server, context) as tls:
+        name, version, _ = tls.cipher()  # type: ignore[misc]
+        assert version == "TLSv1.2" and "ECDHE" in name and ("GCM" in name or "CHACHA20" in name)
+    weak = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    weak.load_verify_locations(str(enforce_server.certs / "ca.crt"))
+    weak.maximum_version = ssl.TLSVersion.TLSv1_2
+    weak.set_ciphers("ECDHE+AES128+SHA:AES256-SHA:AES128-SHA")  # CBC only
+    with pytest.raises(ssl.SSLError):
+        _handshake(enforce_server, weak).close()
+
+
+def test_http_1_1_is_negotiated(enforce_server: RunningServer) -> None:
+    context = ssl.create_default_context(cafile=str(enforce_server.certs / "ca.crt"))
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    with _handshake(enforce_server, context) as tls:
+        assert tls.selected_alpn_protocol() == "http/1.1"
+
+
+def test_client_judges_a_wrong_uid_as_call_failure() -> None:
+    # The stand-in must be able to fail: a forged answer with another uid is rejected like kube-apiserver does.
+    class Forged(ApiserverClient):
+        def post(self, path: str, body: bytes, content_type: str = "application/json") -> Any:
+            from tests.apiserver_client import HttpResult
+
+            answer = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "other", "allowed": True}}
+            return HttpResult(200, json.dumps(answer).encode(), {})
+
+    client = Forged.__new__(Forged)
+    client.timeout_seconds = 10
+    with pytest.raises(CallFailure):
+        client.review(admission_review(apiserver_pod()))

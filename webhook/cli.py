@@ -1,0 +1,103 @@
+"""The `apiserver-tls-guard` command: certs, serve, check."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from webhook import __version__
+from webhook.certs import DEFAULT_NAMESPACE, DEFAULT_SERVICE, ca_bundle, ensure_certs
+from webhook.policy import GLOBAL_MODES, ConfigError, Policy, load_policy
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+def _add_policy_options(parser: argparse.ArgumentParser, default_mode: str | None) -> None:
+    parser.add_argument("--config", help="policy file (YAML): modes per control, exemptions, cisVersion")
+    parser.add_argument(
+        "--mode", choices=[m.value for m in GLOBAL_MODES], default=default_mode,
+        help="what a finding does: enforce denies, warn allows with warnings, audit only records",
+    )
+    parser.add_argument(
+        "--cis-version", help="benchmark whose ids are shown: auto (from the image tag) or a version like 1.5.1"
+    )
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    return load_policy(args.config, mode=args.mode, cisVersion=args.cis_version)
+
+
+def _cmd_certs(args: argparse.Namespace) -> int:
+    result = ensure_certs(args.out, args.service, args.namespace)
+    files = result.files
+    for path, made in (
+        (files.ca_cert, result.created_ca),
+        (files.cert, result.created_serving),
+        (files.key, result.created_serving),
+    ):
+        print(f"{'wrote' if made else 'kept '} {path}", file=sys.stderr)
+    print(ca_bundle(files.ca_cert.read_bytes()))
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from webhook.serve import serve  # uvicorn is only imported by the command that needs it
+
+    policy = _policy(args)
+    result = ensure_certs(args.certs_dir, args.service, args.namespace)
+    return serve(
+        policy, result.files, host=args.host, port=args.port, log_level=args.log_level,
+        keep_alive=args.keep_alive,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="apiserver-tls-guard",
+        description="Admission webhook and checker for kube-apiserver TLS flags (CIS Kubernetes Benchmark 1.2).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    certs = sub.add_parser("certs", help="make (or keep) a CA and serving certificate; prints the caBundle")
+    certs.add_argument("--out", required=True, help="directory for ca.crt, ca.key, tls.crt, tls.key")
+    certs.add_argument("--service", default=DEFAULT_SERVICE)
+    certs.add_argument("--namespace", default=DEFAULT_NAMESPACE)
+    certs.set_defaults(func=_cmd_certs)
+
+    serve = sub.add_parser("serve", help="serve the admission webhook over HTTPS")
+    serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a webhook must be reachable from the apiserver
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument("--certs-dir", default="certs", help="made here when missing (see `certs`)")
+    serve.add_argument("--service", default=DEFAULT_SERVICE)
+    serve.add_argument("--namespace", default=DEFAULT_NAMESPACE)
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--keep-alive", type=int, default=75, help="seconds an idle connection stays open")
+    _add_policy_options(serve, default_mode=None)
+    serve.set_defaults(func=_cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(args, "log_level", "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+    except ConfigError as err:
+        print(f"apiserver-tls-guard: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as err:
+        where = f" {err.filename}" if err.filename else ""
+        print(f"apiserver-tls-guard:{where} {err.strerror or err}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""The engine: a pure function from a Kubernetes object and a policy to findings. No I/O, no clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from webhook.catalog import Catalog, Control
+from webhook.cmdline import ApiserverContainer, Flags, apiserver_containers, image_version, parse_bool
+from webhook.policy import Mode, Policy
+from webhook.workloads import Subject, pod_spec, subject_of
+
+STATIC_MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
+WARNING_LIMIT = 120  # kube-apiserver keeps warnings whole under its budget; see webhook-contract
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a check may look at besides the flags."""
+
+    catalog: Catalog
+    benchmark: str
+    kubernetes: tuple[int, int] | None
+
+
+def _spell(flags: list[str]) -> str:
+    names = [f"--{f}" for f in flags]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _check_set(check: Mapping[str, Any], flags: Flags, _: Context) -> str | None:
+    missing = [f for f in check["flags"] if flags.value(f) is None]
+    empty = [f for f in check["flags"] if f not in missing and not flags.is_set(f)]
+    problems = []
+    if missing:
+        problems.append(f"{_spell(missing)} {'is' if len(missing) == 1 else 'are'} not set")
+    if empty:
+        problems.append(f"{_spell(empty)} {'is' if len(empty) == 1 else 'are'} empty")
+    return "; ".join(problems) or None
+
+
+def _check_unset(check: Mapping[str, Any], flags: Flags, _: Context) -> str | None:
+    value = flags.value(check["flag"])
+    return None if value is None else f"--{check['flag']} is set"
+
+
+def _check_bool(check: Mapping[str, Any], flags: Flags, _: Context) -> str | None:
+    name, want = check["flag"], bool(check["expect"])
+    raw = flags.value(name)
+    if raw is None:
+        default = bool(check["default"])
+        return None if default == want else f"--{name} is not set (default {str(default).lower()})"
+    value = parse_bool(raw)
+    if value is None:
+        return f"--{name}={raw} is not a boolean kube-apiserver accepts"
+    return None if value == want else f"--{name} is {str(value).lower()}"
+
+
+def _check_list(check: Mapping[str, Any], flags: Flags, _: Context) -> str | None:
+    name = check["flag"]
+    items = flags.items(name)
+    if not items:
+        return f"--{name} is not set (default {check['default']})"
+    if "includes" in check and check["includes"] not in items:
+        return f"--{name}={','.join(items)} does not include {check['includes']}"
+    if "excludes" in check and check["excludes"] in items:
+        return f"--{name}={','.join(items)} includes {check['excludes']}"
+    return None
+
+
+def _check_ciphers(check: Mapping[str, Any], flags: Flags, ctx: Context) -> str | None:
+    name = check["flag"]
+    items = flags.items(name)
+    if not items:
+        return f"--{name} is not set (Go's default list includes CBC and RSA key-exchange suites)"
+    allowed = set(ctx.catalog.cipher_lists[ctx.catalog.cipher_list_for[ctx.benchmark]])
+    aliases: Mapping[str, str] = check.get("aliases") or {}
+    allowed |= {alias for alias, target in aliases.items() if target in allowed}
+    allowed |= {target for alias, target in aliases.items() if alias in allowed}
+    weak = [s for s in items if s not in allowed]
+    if weak:
+        return f"--{name} has suites outside the strong list: {', '.join(weak)}"
+    return None
+
+
+def _check_retired(check: Mapping[str, Any], flags: Flags, ctx: Context) -> str | None:
+    name = check["flag"]
+    if flags.value(name) is None or ctx.kubernetes is None:
+        return None
+    major, minor = (int(p) for p in str(check["removed_in"]).split("."))
+    if ctx.kubernetes >= (major, minor):
+        running = f"{ctx.kubernetes[0]}.{ctx.kubernetes[1]}"
+        return f"--{name} is set, but was removed in Kubernetes {major}.{minor} and the image is {running}"
+    return None
+
+
+Check = Callable[[Mapping[str, Any], Flags, Context], "str | None"]
+CHECKS: Mapping[str, Check] = {
+    "set": _check_set,
+    "unset": _check_unset,
+    "bool": _check_bool,
+    "list": _check_list,
+    "ciphers": _check_ciphers,
+    "retired": _check_retired,
+}
+
+
+def run_check(control: Control, flags: Flags, ctx: Context) -> str | None:
+    """What is wrong with these flags for this control, or None when it passes."""
+    return CHECKS[control.check["op"]](control.check, flags, ctx)
+
+
+@dataclass(frozen=True)
+class Finding:
+    key: str
+    cis_id: str | None
+    benchmark: str
+    container: str
+    detail: str
+    consequence: str
+    fix: str
+    where: str
+    mode: Mode
+    hidden_by: str | None = None
+
+    @property
+    def label(self) -> str:
+        if self.cis_id:
+            return f"CIS {self.cis_id} (benchmark v{self.benchmark})"
+        return f"{self.key} (not in CIS v{self.benchmark})"
+
+    def message(self) -> str:
+        text = f"{self.label}, container {self.container!r}: {self.detail}."
+        if self.hidden_by:
+            text += (
+                f" The command line hands its settings to the file given by {self.hidden_by}, which this check"
+                " cannot read, so it could not see the setting."
+            )
+        return f"{text} {self.consequence}. Fix: {self.where} {self.fix}"
+
+    def warning(self) -> str:
+        ident = f"CIS {self.cis_id} v{self.benchmark}" if self.cis_id else self.key
+        return shorten(f"{ident} {self.container}: {self.detail}")
+
+
+def shorten(text: str, limit: int = WARNING_LIMIT) -> str:
+    """One printable line of at most `limit` characters: kube-apiserver drops warnings with control chars."""
+    flat = "".join(ch if ch.isprintable() else " " for ch in text)
+    flat = " ".join(flat.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    subject: Subject
+    containers: tuple[str, ...]
+    findings: tuple[Finding, ...]
+    exempt: str | None = None
+
+    @property
+    def runs_apiserver(self) -> bool:
+        return bool(self.containers)
+
+    def by_mode(self, mode: Mode) -> list[Finding]:
+        return [f for f in self.findings if f.mode is mode]
+
+
+def where_to_fix(subject: Subject) -> str:
+    if subject.is_pod and (subject.mirror or subject.namespace in ("kube-system", "")):
+        return f"edit {STATIC_MANIFEST} on every control-plane node and set"
+    return f"in the pod template of {subject.describe()}, set"
+
+
+def _hider(control: Control, flags: Flags, catalog: Catalog) -> str | None:
+    for name in (*catalog.config_file_flags, *control.hidden_by):
+        if flags.is_set(name):
+            return f"--{name}"
+    return None
+
+
+def judge_container(apiserver: ApiserverContainer, subject: Subject, policy: Policy) -> list[Finding]:
+    kubernetes = image_version(apiserver.image)
+    benchmark = policy.benchmark_for(kubernetes)
+    ctx = Context(policy.catalog, benchmark, kubernetes)
+    findings = []
+    for control in policy.catalog.controls:
+        mode = policy.mode_for(control)
+        if mode is Mode.OFF:
+            continue
+        detail = run_check(control, apiserver.flags, ctx)
+        if detail is None:
+            continue
+        findings.append(
+            Finding(
+                key=control.key,
+                cis_id=control.cis_id(benchmark),
+                benchmark=benchmark,
+                container=apiserver.name,
+                detail=detail,
+                consequence=control.consequence,
+                fix=control.fix,
+                where=where_to_fix(subject),
+                mode=mode,
+                hidden_by=_hider(control, apiserver.flags, policy.catalog),
+            )
+        )
+    return findings
+
+
+def evaluate(obj: Mapping[str, Any], policy: Policy, namespace: str = "", name: str = "") -> Verdict:
+    """Judge one object. Objects that hold no pod spec, or no kube-apiserver, get an empty verdict."""
+    subject = subject_of(obj, namespace, name)
+    spec = pod_spec(obj)
+    apiservers = apiserver_containers(spec) if spec is not None else []
+    containers = tuple(a.name for a in apiservers)
+    if not apiservers:
+        return Verdict(subject, containers, ())
+    reason = policy.exemptions.exempt(subject.namespace, subject.name, subject.labels)
+    if reason is not None:
+        return Verdict(subject, containers, (), exempt=reason)
+    findings = [f for a in apiservers for f in judge_container(a, subject, policy)]
+    return Verdict(subject, containers, tuple(findings))

@@ -1,0 +1,201 @@
+"""The operator's configuration: modes, benchmark, exemptions. Read once at start, never from the judged object."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from webhook.catalog import Catalog, Control, load_catalog
+
+
+class Mode(str, Enum):
+    ENFORCE = "enforce"
+    WARN = "warn"
+    AUDIT = "audit"
+    OFF = "off"
+
+    @property
+    def strength(self) -> int:
+        return {Mode.OFF: 0, Mode.AUDIT: 1, Mode.WARN: 2, Mode.ENFORCE: 3}[self]
+
+
+GLOBAL_MODES = (Mode.ENFORCE, Mode.WARN, Mode.AUDIT)
+AUTO = "auto"
+
+
+class ConfigError(ValueError):
+    """The configuration file is unusable; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    """metav1.LabelSelector: matchLabels and matchExpressions (In, NotIn, Exists, DoesNotExist)."""
+
+    match_labels: Mapping[str, str] = field(default_factory=dict)
+    expressions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for key, operator, values in self.expressions:
+            present = key in labels
+            if operator == "In" and not (present and labels[key] in values):
+                return False
+            if operator == "NotIn" and present and labels[key] in values:
+                return False
+            if operator == "Exists" and not present:
+                return False
+            if operator == "DoesNotExist" and present:
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class Exemptions:
+    namespaces: frozenset[str] = frozenset()
+    names: tuple[str, ...] = ()  # glob patterns on metadata.name
+    selectors: tuple[LabelSelector, ...] = ()
+
+    def exempt(self, namespace: str, name: str, labels: Mapping[str, str]) -> str | None:
+        """Why the object is exempt, or None."""
+        if namespace in self.namespaces:
+            return f"namespace {namespace} is exempt"
+        for pattern in self.names:
+            if name and fnmatch.fnmatchcase(name, pattern):
+                return f"name matches exemption {pattern!r}"
+        for selector in self.selectors:
+            if selector.matches(labels):
+                return "labels match an exemption selector"
+        return None
+
+
+@dataclass(frozen=True)
+class Policy:
+    mode: Mode = Mode.ENFORCE
+    cis_version: str = ""  # "" = the catalog's default benchmark; "auto" = from the image tag
+    control_modes: Mapping[str, Mode] = field(default_factory=dict)
+    exemptions: Exemptions = field(default_factory=Exemptions)
+    catalog: Catalog = field(default_factory=load_catalog)
+
+    def mode_for(self, control: Control) -> Mode:
+        """A control's own setting wins; otherwise the global mode, capped at warn for manual controls."""
+        if control.key in self.control_modes:
+            return self.control_modes[control.key]
+        if not control.scored and self.mode is Mode.ENFORCE:
+            return Mode.WARN
+        return self.mode
+
+    def benchmark_for(self, kubernetes: tuple[int, int] | None) -> str:
+        """The benchmark whose ids are shown: the configured one, or under `auto` the one for this version."""
+        if self.cis_version and self.cis_version != AUTO:
+            return self.cis_version
+        if not self.cis_version:
+            return self.catalog.default_benchmark
+        return benchmark_for_kubernetes(self.catalog, kubernetes)
+
+
+def benchmark_for_kubernetes(catalog: Catalog, kubernetes: tuple[int, int] | None) -> str:
+    """kube-bench's version_mapping: the newest benchmark whose range covers the version, else the newest."""
+    if kubernetes is None:
+        return catalog.newest()
+    chosen = None
+    for benchmark in catalog.benchmarks:
+        span = catalog.kubernetes_for.get(benchmark)
+        if span and span[0] <= kubernetes <= span[1]:
+            chosen = benchmark
+    if chosen is not None:
+        return chosen
+    oldest = min((span[0], b) for b, span in catalog.kubernetes_for.items()) if catalog.kubernetes_for else None
+    if oldest is not None and kubernetes < oldest[0]:
+        return oldest[1]
+    return catalog.newest()
+
+
+def _mode(value: Any, where: str, allowed: tuple[Mode, ...]) -> Mode:
+    names = ", ".join(m.value for m in allowed)
+    try:
+        mode = Mode(str(value).lower())
+    except ValueError:
+        raise ConfigError(f"{where}: {value!r} is not a mode ({names})") from None
+    if mode not in allowed:
+        raise ConfigError(f"{where}: {value!r} is not a mode ({names})")
+    return mode
+
+
+def _selector(raw: Any, where: str) -> LabelSelector:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: a label selector is a mapping with matchLabels/matchExpressions")
+    labels = raw.get("matchLabels") or {}
+    if not isinstance(labels, Mapping):
+        raise ConfigError(f"{where}.matchLabels: must be a mapping of label to value")
+    expressions = []
+    for i, expr in enumerate(raw.get("matchExpressions") or []):
+        at = f"{where}.matchExpressions[{i}]"
+        if not isinstance(expr, Mapping) or "key" not in expr or "operator" not in expr:
+            raise ConfigError(f"{at}: needs key and operator")
+        operator = str(expr["operator"])
+        if operator not in ("In", "NotIn", "Exists", "DoesNotExist"):
+            raise ConfigError(f"{at}: operator {operator!r} is not In, NotIn, Exists or DoesNotExist")
+        values = tuple(str(v) for v in expr.get("values") or ())
+        expressions.append((str(expr["key"]), operator, values))
+    return LabelSelector({str(k): str(v) for k, v in labels.items()}, tuple(expressions))
+
+
+def parse_policy(data: Mapping[str, Any], catalog: Catalog | None = None, source: str = "config") -> Policy:
+    catalog = catalog or load_catalog()
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    known = {"mode", "cisVersion", "controls", "exemptions"}
+    extra = set(data) - known
+    if extra:
+        raise ConfigError(f"{source}: unknown keys {sorted(extra)} (known: {sorted(known)})")
+    mode = _mode(data.get("mode", "enforce"), f"{source}: mode", GLOBAL_MODES)
+    cis = str(data.get("cisVersion") or "")
+    if cis and cis != AUTO and cis not in catalog.benchmarks:
+        raise ConfigError(f"{source}: cisVersion {cis!r} is not one of auto, {', '.join(catalog.benchmarks)}")
+    control_modes: dict[str, Mode] = {}
+    controls = data.get("controls") or {}
+    if not isinstance(controls, Mapping):
+        raise ConfigError(f"{source}: controls must map a control key to its settings")
+    for key, settings in controls.items():
+        if key not in catalog.keys:
+            raise ConfigError(f"{source}: controls.{key}: no such control (known: {', '.join(catalog.keys)})")
+        raw_mode = settings.get("mode") if isinstance(settings, Mapping) else settings
+        control_modes[str(key)] = _mode(raw_mode, f"{source}: controls.{key}.mode", (*GLOBAL_MODES, Mode.OFF))
+    ex = data.get("exemptions") or {}
+    if not isinstance(ex, Mapping):
+        raise ConfigError(f"{source}: exemptions must be a mapping")
+    exemptions = Exemptions(
+        namespaces=frozenset(str(n) for n in ex.get("namespaces") or ()),
+        names=tuple(str(p) for p in ex.get("names") or ()),
+        selectors=tuple(
+            _selector(s, f"{source}: exemptions.labelSelectors[{i}]")
+            for i, s in enumerate(ex.get("labelSelectors") or ())
+        ),
+    )
+    return Policy(mode, cis, control_modes, exemptions, catalog)
+
+
+def load_policy(path: str | Path | None, **overrides: Any) -> Policy:
+    """The policy from a YAML file (or the defaults), with command-line settings applied on top."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        data = dict(loaded or {})
+    for key, value in overrides.items():
+        if value is not None:
+            data[key] = value
+    return parse_policy(data, source=str(path) if path else "config")
