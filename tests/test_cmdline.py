@@ -60,10 +60,15 @@ def test_hyperkube_other_subcommand_is_not_an_apiserver() -> None:
 @pytest.mark.parametrize(
     "command",
     [
-        ["/go-runner", "--log-file=/var/log/kube-apiserver.log", "--also-stdout=false", "/usr/local/bin/kube-apiserver"],
+        [
+            "/go-runner",
+            "--log-file=/var/log/kube-apiserver.log",
+            "--also-stdout=false",
+            "/usr/local/bin/kube-apiserver",
+        ],
         ["flock", "/var/lock/api-server.lock", "/hyperkube", "apiserver"],
         ["watch-termination", "--termination-touch-file=/t", "--", "hyperkube", "kube-apiserver"],
-        ["/usr/bin/timeout", "105", "/bin/bash", "-ec", "exec kube-apiserver \"$@\""],
+        ["/usr/bin/timeout", "105", "/bin/bash", "-ec", 'exec kube-apiserver "$@"'],
     ],
 )
 def test_wrappers_are_peeled_off(command: list[str]) -> None:
@@ -155,7 +160,15 @@ def test_last_occurrence_wins_for_single_value_flags() -> None:
 
 
 def test_list_flags_add_up() -> None:
-    f = parse_flags(["--tls-cipher-suites=A,B", "--tls-cipher-suites", "C", "--authorization-mode=Node", "--authorization-mode=RBAC"])
+    f = parse_flags(
+        [
+            "--tls-cipher-suites=A,B",
+            "--tls-cipher-suites",
+            "C",
+            "--authorization-mode=Node",
+            "--authorization-mode=RBAC",
+        ]
+    )
     assert f.items("tls-cipher-suites") == ["A", "B", "C"]
     assert f.items("authorization-mode") == ["Node", "RBAC"]
 
@@ -204,7 +217,12 @@ def test_expand_from_env_as_the_kubelet_does() -> None:
 def test_env_references_earlier_env_and_empty_var_unsets_flag() -> None:
     c = {
         "name": "api",
-        "command": ["kube-apiserver", "--client-ca-file=$(CA)", "--tls-cert-file=$(NONE)", "--advertise-address=$(IP)"],
+        "command": [
+            "kube-apiserver",
+            "--client-ca-file=$(CA)",
+            "--tls-cert-file=$(NONE)",
+            "--advertise-address=$(IP)",
+        ],
         "env": [
             {"name": "PKI", "value": "/pki"},
             {"name": "CA", "value": "$(PKI)/ca.crt"},

@@ -18,7 +18,9 @@ from tests.apiserver_client import ApiserverClient, CallFailure, admission_revie
 from tests.conftest import RunningServer, ServerFactory
 
 
-def apiserver_pod(*flags: str, name: str = "kube-apiserver-cp-1", labels: dict[str, str] | None = None) -> dict[str, Any]:
+def apiserver_pod(
+    *flags: str, name: str = "kube-apiserver-cp-1", labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -30,14 +32,21 @@ def apiserver_pod(*flags: str, name: str = "kube-apiserver-cp-1", labels: dict[s
         },
         "spec": {
             "containers": [
-                {"name": "kube-apiserver", "image": "registry.k8s.io/kube-apiserver:v1.30.2",
-                 "command": ["kube-apiserver", *flags]}
+                {
+                    "name": "kube-apiserver",
+                    "image": "registry.k8s.io/kube-apiserver:v1.30.2",
+                    "command": ["kube-apiserver", *flags],
+                }
             ]
         },
     }
 
 
-GOOD = ("--tls-cert-file=/pki/apiserver.crt", "--tls-private-key-file=/pki/apiserver.key", "--client-ca-file=/pki/ca.crt")
+GOOD = (
+    "--tls-cert-file=/pki/apiserver.crt",
+    "--tls-private-key-file=/pki/apiserver.key",
+    "--client-ca-file=/pki/ca.crt",
+)
 NO_TLS = ("--client-ca-file=/pki/ca.crt",)
 
 
@@ -47,7 +56,9 @@ def test_compliant_apiserver_is_allowed(enforce_client: ApiserverClient) -> None
     assert "warnings" not in response
 
 
-def test_enforce_denies_with_403_and_a_message_naming_id_fix_and_file(enforce_client: ApiserverClient) -> None:
+def test_enforce_denies_with_403_and_a_message_naming_id_fix_and_file(
+    enforce_client: ApiserverClient,
+) -> None:
     response = enforce_client.review(admission_review(apiserver_pod("--v=2")))
     assert response["allowed"] is False
     status = response["status"]
@@ -84,7 +95,9 @@ def test_audit_allows_and_records_valid_audit_annotations(server_factory: Server
 
 
 @pytest.mark.parametrize("dry_run", [True, False])
-def test_dry_run_gets_the_same_verdict(enforce_client: ApiserverClient, warn_client: ApiserverClient, dry_run: bool) -> None:
+def test_dry_run_gets_the_same_verdict(
+    enforce_client: ApiserverClient, warn_client: ApiserverClient, dry_run: bool
+) -> None:
     denied = enforce_client.review(admission_review(apiserver_pod(*NO_TLS), dry_run=dry_run))
     assert denied["allowed"] is False and "CIS 1.2.30" in denied["status"]["message"]
     warned = warn_client.review(admission_review(apiserver_pod(*NO_TLS), dry_run=dry_run))
@@ -98,7 +111,11 @@ def test_update_is_judged_delete_and_connect_are_not(enforce_client: ApiserverCl
 
 
 def test_pods_without_apiserver_and_other_kinds_are_allowed(enforce_client: ApiserverClient) -> None:
-    coredns = {"kind": "Pod", "metadata": {"name": "coredns"}, "spec": {"containers": [{"name": "c", "image": "coredns"}]}}
+    coredns = {
+        "kind": "Pod",
+        "metadata": {"name": "coredns"},
+        "spec": {"containers": [{"name": "c", "image": "coredns"}]},
+    }
     assert enforce_client.review(admission_review(coredns))["allowed"] is True
     configmap = {"kind": "ConfigMap", "metadata": {"name": "x"}, "data": {"a": "kube-apiserver"}}
     assert enforce_client.review(admission_review(configmap))["allowed"] is True
@@ -124,8 +141,7 @@ def test_per_control_mode_overrides_global(server_factory: ServerFactory, tmp_pa
 def test_exemptions_come_from_config_never_from_the_object(server_factory: ServerFactory, tmp_path: Any) -> None:
     config = tmp_path / "exempt.yaml"
     config.write_text(
-        "exemptions:\n  names: ['kube-apiserver-lab-*']\n"
-        "  labelSelectors:\n  - matchLabels: {env: sandbox}\n"
+        "exemptions:\n  names: ['kube-apiserver-lab-*']\n  labelSelectors:\n  - matchLabels: {env: sandbox}\n"
     )
     client = server_factory("--config", str(config)).client()
     assert client.review(admission_review(apiserver_pod(name="kube-apiserver-lab-3")))["allowed"] is True
@@ -150,17 +166,41 @@ def _post(client: ApiserverClient, body: bytes, content_type: str = "application
         (b"{not json", 400, "not valid JSON"),
         (b"\xff\xfe", 400, "not valid JSON"),
         (b"[]", 400, "JSON object"),
-        (b'{"apiVersion": "admission.k8s.io/v2", "kind": "AdmissionReview", "request": {}}', 400, "apiVersion"),
+        (
+            b'{"apiVersion": "admission.k8s.io/v2", "kind": "AdmissionReview", "request": {}}',
+            400,
+            "apiVersion",
+        ),
         (b'{"apiVersion": "admission.k8s.io/v1", "kind": "Pod", "request": {}}', 400, "kind"),
         (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}', 400, "request"),
-        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"operation": "CREATE"}}', 400, "uid"),
-        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 5}}', 400, "uid"),
-        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u", "operation": "CREATE", "object": []}}', 400, "object"),
-        (b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "u", "operation": "CREATE", "dryRun": "yes"}}', 400, "dryRun"),
+        (
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"operation": "CREATE"}}',
+            400,
+            "uid",
+        ),
+        (
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 5}}',
+            400,
+            "uid",
+        ),
+        (
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", '
+            b'"request": {"uid": "u", "operation": "CREATE", "object": []}}',
+            400,
+            "object",
+        ),
+        (
+            b'{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", '
+            b'"request": {"uid": "u", "operation": "CREATE", "dryRun": "yes"}}',
+            400,
+            "dryRun",
+        ),
         (b"[" * 100_000 + b"]" * 100_000, 400, ""),
     ],
 )
-def test_malformed_reviews_get_400_saying_what_is_wrong(enforce_client: ApiserverClient, body: bytes, status: int, says: str) -> None:
+def test_malformed_reviews_get_400_saying_what_is_wrong(
+    enforce_client: ApiserverClient, body: bytes, status: int, says: str
+) -> None:
     got, answer = _post(enforce_client, body)
     assert got == status
     assert says in answer["error"]
@@ -192,7 +232,9 @@ def test_health_endpoints(enforce_client: ApiserverClient) -> None:
     assert enforce_client.get("/readyz").status == 200
 
 
-def test_log_has_decisions_but_never_bodies_or_keys(enforce_server: RunningServer, enforce_client: ApiserverClient) -> None:
+def test_log_has_decisions_but_never_bodies_or_keys(
+    enforce_server: RunningServer, enforce_client: ApiserverClient
+) -> None:
     enforce_client.review(admission_review(apiserver_pod("--tls-cert-file=/SECRET-PATH-MARKER")))
     log = enforce_server.log_text()
     assert "outcome=denied" in log
@@ -222,6 +264,7 @@ def _handshake(server: RunningServer, context: ssl.SSLContext) -> ssl.SSLSocket:
     return context.wrap_socket(sock, server_hostname="localhost")
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_tls_below_1_2_is_refused(enforce_server: RunningServer) -> None:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
@@ -264,7 +307,11 @@ def test_client_judges_a_wrong_uid_as_call_failure() -> None:
         def post(self, path: str, body: bytes, content_type: str = "application/json") -> Any:
             from tests.apiserver_client import HttpResult
 
-            answer = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": {"uid": "other", "allowed": True}}
+            answer = {
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "response": {"uid": "other", "allowed": True},
+            }
             return HttpResult(200, json.dumps(answer).encode(), {})
 
     client = Forged.__new__(Forged)

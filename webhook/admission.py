@@ -115,8 +115,6 @@ def allowed(uid: str, warnings: Sequence[str] = (), audit: Mapping[str, str] | N
     return Response(uid, True, warnings=tuple(warnings), audit=_audit(audit))
 
 
-def denied(
-    uid: str, message: str, warnings: Sequence[str] = (), audit: Mapping[str, str] | None = None
-) -> Response:
+def denied(uid: str, message: str, warnings: Sequence[str] = (), audit: Mapping[str, str] | None = None) -> Response:
     """A policy denial: HTTP 200 with allowed=false and a 403 status that kubectl prints."""
     return Response(uid, False, message, 403, "Forbidden", tuple(warnings), _audit(audit))

@@ -17,11 +17,14 @@ EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 def _add_policy_options(parser: argparse.ArgumentParser, default_mode: str | None) -> None:
     parser.add_argument("--config", help="policy file (YAML): modes per control, exemptions, cisVersion")
     parser.add_argument(
-        "--mode", choices=[m.value for m in GLOBAL_MODES], default=default_mode,
+        "--mode",
+        choices=[m.value for m in GLOBAL_MODES],
+        default=default_mode,
         help="what a finding does: enforce denies, warn allows with warnings, audit only records",
     )
     parser.add_argument(
-        "--cis-version", help="benchmark whose ids are shown: auto (from the image tag) or a version like 1.5.1"
+        "--cis-version",
+        help="benchmark whose ids are shown: auto (from the image tag) or a version like 1.5.1",
     )
 
 
@@ -48,9 +51,36 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     policy = _policy(args)
     result = ensure_certs(args.certs_dir, args.service, args.namespace)
     return serve(
-        policy, result.files, host=args.host, port=args.port, log_level=args.log_level,
+        policy,
+        result.files,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
         keep_alive=args.keep_alive,
     )
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    from webhook.client import ReviewError, render, review_for, send
+    from webhook.documents import DocumentError, load_documents
+
+    denied = False
+    for path in args.files:
+        try:
+            text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
+            documents = load_documents(text, path)
+        except (OSError, DocumentError, UnicodeDecodeError) as err:
+            print(f"apiserver-tls-guard: {path}: {getattr(err, 'strerror', None) or err}", file=sys.stderr)
+            return EXIT_USAGE
+        for doc in documents:
+            try:
+                outcome = send(args.server, args.ca, review_for(doc.obj, dry_run=args.dry_run), args.server_name)
+            except ReviewError as err:
+                print(f"apiserver-tls-guard: {err}", file=sys.stderr)
+                return EXIT_USAGE
+            print(render(outcome, doc.obj))
+            denied = denied or not outcome.allowed
+    return EXIT_FINDINGS if denied else EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keep-alive", type=int, default=75, help="seconds an idle connection stays open")
     _add_policy_options(serve, default_mode=None)
     serve.set_defaults(func=_cmd_serve)
+
+    review = sub.add_parser(
+        "review", help="send manifests to a running webhook as kube-apiserver would; print what kubectl would"
+    )
+    review.add_argument("files", nargs="+", help="manifest files (YAML/JSON, multi-document), - for stdin")
+    review.add_argument("--server", default="https://127.0.0.1:8443")
+    review.add_argument("--ca", default="certs/ca.crt", help="CA to verify the webhook with (the caBundle)")
+    review.add_argument("--server-name", help="name to verify, e.g. apiserver-tls-guard.apiserver-tls-guard.svc")
+    review.add_argument("--dry-run", action="store_true", help="mark the request dryRun, as --dry-run=server does")
+    review.set_defaults(func=_cmd_review)
     return parser
 
 

@@ -25,9 +25,30 @@ SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh", "ksh", "busybox"})
 # Programs that run another program named after their own options (`go-runner --log-file=x kube-apiserver`).
 WRAPPERS = frozenset(
     {
-        "go-runner", "flock", "watch-termination", "timeout", "nice", "ionice", "env", "tini", "dumb-init",
-        "setpriv", "chroot", "nsenter", "stdbuf", "su-exec", "gosu", "taskset", "catatonit", "chrt",
-        "exec", "nohup", "setsid", "unshare", "capsh", "tini-static",
+        "go-runner",
+        "flock",
+        "watch-termination",
+        "timeout",
+        "nice",
+        "ionice",
+        "env",
+        "tini",
+        "dumb-init",
+        "setpriv",
+        "chroot",
+        "nsenter",
+        "stdbuf",
+        "su-exec",
+        "gosu",
+        "taskset",
+        "catatonit",
+        "chrt",
+        "exec",
+        "nohup",
+        "setsid",
+        "unshare",
+        "capsh",
+        "tini-static",
     }
 )
 
@@ -35,27 +56,65 @@ WRAPPERS = frozenset(
 # `--profiling false` means profiling=true followed by a stray positional argument.
 BOOLEAN_FLAGS = frozenset(
     {
-        "add-dir-header", "aggregator-reject-forwarding-redirect", "allow-metric-labels-manifest",
-        "allow-privileged", "alsologtostderr", "anonymous-auth", "audit-log-compress",
-        "audit-log-batch-throttle-enable", "audit-log-truncate-enabled", "audit-webhook-batch-throttle-enable",
-        "audit-webhook-truncate-enabled", "contention-profiling", "disable-http2-serving",
-        "enable-aggregator-routing", "enable-bootstrap-token-auth", "enable-garbage-collector",
-        "enable-logs-handler", "enable-priority-and-fairness", "enable-swagger-ui",
-        "encryption-provider-config-automatic-reload", "etcd-quorum-read", "help", "kubelet-https",
-        "log-json-split-stream", "log-text-split-stream", "logtostderr", "one-output",
-        "permit-address-sharing", "permit-port-sharing", "profiling", "service-account-extend-token-expiration",
-        "service-account-lookup", "shutdown-send-retry-after", "skip-headers", "skip-log-headers", "watch-cache",
+        "add-dir-header",
+        "aggregator-reject-forwarding-redirect",
+        "allow-metric-labels-manifest",
+        "allow-privileged",
+        "alsologtostderr",
+        "anonymous-auth",
+        "audit-log-compress",
+        "audit-log-batch-throttle-enable",
+        "audit-log-truncate-enabled",
+        "audit-webhook-batch-throttle-enable",
+        "audit-webhook-truncate-enabled",
+        "contention-profiling",
+        "disable-http2-serving",
+        "enable-aggregator-routing",
+        "enable-bootstrap-token-auth",
+        "enable-garbage-collector",
+        "enable-logs-handler",
+        "enable-priority-and-fairness",
+        "enable-swagger-ui",
+        "encryption-provider-config-automatic-reload",
+        "etcd-quorum-read",
+        "help",
+        "kubelet-https",
+        "log-json-split-stream",
+        "log-text-split-stream",
+        "logtostderr",
+        "one-output",
+        "permit-address-sharing",
+        "permit-port-sharing",
+        "profiling",
+        "service-account-extend-token-expiration",
+        "service-account-lookup",
+        "shutdown-send-retry-after",
+        "skip-headers",
+        "skip-log-headers",
+        "watch-cache",
     }
 )
 
 # List flags: pflag's StringSlice appends on every occurrence (`--a=x,y --a=z` is [x y z]).
 LIST_FLAGS = frozenset(
     {
-        "tls-cipher-suites", "enable-admission-plugins", "disable-admission-plugins", "admission-control",
-        "authorization-mode", "service-account-key-file", "service-account-issuer", "api-audiences",
-        "tls-sni-cert-key", "cors-allowed-origins", "etcd-servers", "etcd-servers-overrides",
-        "requestheader-allowed-names", "requestheader-username-headers", "requestheader-group-headers",
-        "requestheader-extra-headers-prefix", "kubelet-preferred-address-types",
+        "tls-cipher-suites",
+        "enable-admission-plugins",
+        "disable-admission-plugins",
+        "admission-control",
+        "authorization-mode",
+        "service-account-key-file",
+        "service-account-issuer",
+        "api-audiences",
+        "tls-sni-cert-key",
+        "cors-allowed-origins",
+        "etcd-servers",
+        "etcd-servers-overrides",
+        "requestheader-allowed-names",
+        "requestheader-username-headers",
+        "requestheader-group-headers",
+        "requestheader-extra-headers-prefix",
+        "kubelet-preferred-address-types",
     }
 )
 
@@ -138,6 +197,7 @@ def parse_flags(argv: Sequence[str]) -> Flags:
 
 
 # --- kubelet $(VAR) expansion (k8s.io/kubernetes third_party/forked/golang/expansion) -------------------
+
 
 def expand(text: str, env: Mapping[str, str | None]) -> str:
     """Expand `$(NAME)` as the kubelet does: `$$` is a literal `$`; unknown names stay as written.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import yaml
 from webhook.catalog import Catalog, Control, load_catalog
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     ENFORCE = "enforce"
     WARN = "warn"
     AUDIT = "audit"

@@ -16,9 +16,7 @@ from webhook.tls import server_context
 log = logging.getLogger("apiserver_tls_guard")
 
 
-def serve(
-    policy: Policy, files: CertFiles, host: str, port: int, log_level: str = "info", keep_alive: int = 75
-) -> int:
+def serve(policy: Policy, files: CertFiles, host: str, port: int, log_level: str = "info", keep_alive: int = 75) -> int:
     def context(_: uvicorn.Config, __: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
         return server_context(files.cert, files.key)
 
@@ -38,7 +36,11 @@ def serve(
     )
     log.info(
         "serving mode=%s cis=%s on https://%s:%d (certificate %s)",
-        policy.mode.value, policy.cis_version or policy.catalog.default_benchmark, host, port, files.cert,
+        policy.mode.value,
+        policy.cis_version or policy.catalog.default_benchmark,
+        host,
+        port,
+        files.cert,
     )
     uvicorn.Server(config).run()
     return 0

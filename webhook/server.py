@@ -95,8 +95,14 @@ def create_app(policy: Policy) -> FastAPI:
             outcome = "error"
         log.info(
             "decision uid=%s kind=%s object=%s/%s operation=%s dryRun=%s outcome=%s ms=%.2f",
-            review.uid, review.kind, review.namespace, review.name, review.operation,
-            review.dry_run, outcome, (time.perf_counter() - started) * 1000,
+            review.uid,
+            review.kind,
+            review.namespace,
+            review.name,
+            review.operation,
+            review.dry_run,
+            outcome,
+            (time.perf_counter() - started) * 1000,
         )
         return JSONResponse(response.review(review.api_version))
 

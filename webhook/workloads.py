@@ -68,7 +68,9 @@ def subject_of(obj: Mapping[str, Any], namespace: str = "", name: str = "") -> S
         # A workload's pods carry its template's labels; exemption selectors are written for those.
         template = _mapping(_mapping(obj.get("spec")).get("template"))
         if kind == "CronJob":
-            template = _mapping(_mapping(_mapping(_mapping(obj.get("spec")).get("jobTemplate")).get("spec")).get("template"))
+            template = _mapping(
+                _mapping(_mapping(_mapping(obj.get("spec")).get("jobTemplate")).get("spec")).get("template")
+            )
         labels = {**_strings(_mapping(template.get("metadata")).get("labels")), **labels}
     annotations = _mapping(meta.get("annotations"))
     return Subject(

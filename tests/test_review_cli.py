@@ -1,0 +1,56 @@
+"""`apiserver-tls-guard review`, run as a user runs it against the real server (the README demo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import ROOT, RunningServer, cli
+
+EXAMPLES = ROOT / "manifests" / "examples"
+
+
+def _review(server: RunningServer, *args: str) -> tuple[int, str, str]:
+    result = cli("review", "--server", f"https://127.0.0.1:{server.port}", "--ca", str(server.certs / "ca.crt"), *args)
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_demo_denial_in_enforce_mode(enforce_server: RunningServer) -> None:
+    code, out, _ = _review(enforce_server, str(EXAMPLES / "kube-apiserver-self-signed.yaml"))
+    assert code == 1
+    assert out.startswith('Error from server (Forbidden): admission webhook "apiserver-tls-guard.k8s.io" denied')
+    assert "CIS 1.2.30 (benchmark v1.5.1)" in out and "CIS 1.2.31" not in out
+
+
+def test_demo_warning_in_warn_mode_and_dry_run(warn_server: RunningServer) -> None:
+    code, out, _ = _review(warn_server, "--dry-run", str(EXAMPLES / "kube-apiserver-self-signed.yaml"))
+    assert code == 0
+    assert out.splitlines() == [
+        "Warning: CIS 1.2.30 v1.5.1 kube-apiserver: --tls-cert-file and --tls-private-key-file are not set",
+        "pod/kube-apiserver-cp-1 admitted",
+    ]
+
+
+def test_compliant_example_is_admitted(enforce_server: RunningServer) -> None:
+    code, out, _ = _review(enforce_server, str(EXAMPLES / "kube-apiserver-compliant.yaml"))
+    assert (code, out.strip()) == (0, "pod/kube-apiserver-cp-1 admitted")
+
+
+def test_wrong_ca_is_a_failed_call_not_a_verdict(enforce_server: RunningServer, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    cli("certs", "--out", str(other))
+    result = cli(
+        "review",
+        "--server",
+        f"https://127.0.0.1:{enforce_server.port}",
+        "--ca",
+        str(other / "ca.crt"),
+        str(EXAMPLES / "kube-apiserver-compliant.yaml"),
+    )
+    assert result.returncode == 2 and "failed calling webhook" in result.stderr
+
+
+def test_unreadable_manifest_is_a_clear_error(enforce_server: RunningServer, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("kind: Pod\n  metadata: [\n")
+    code, _, err = _review(enforce_server, str(bad))
+    assert code == 2 and "not valid YAML" in err and "Traceback" not in err

@@ -1,0 +1,109 @@
+"""`apiserver-tls-guard review`: send manifests to a running webhook as kube-apiserver would, print as kubectl does.
+
+For smoke tests of a local or port-forwarded webhook: the answer is judged like kube-apiserver judges it (HTTP 200,
+same apiVersion, uid echoed), and shown like kubectl shows it (`Warning: ...`, `Error from server (Forbidden)`).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import ssl
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+WEBHOOK_NAME = "apiserver-tls-guard.k8s.io"
+
+
+class ReviewError(Exception):
+    """The call failed the way kube-apiserver would count as a failed webhook call."""
+
+
+def review_for(obj: Mapping[str, Any], operation: str = "CREATE", dry_run: bool = False) -> dict[str, Any]:
+    kind = str(obj.get("kind") or "")
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    assert isinstance(meta, Mapping)
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": "", "version": "v1", "kind": kind},
+            "operation": operation,
+            "namespace": str(meta.get("namespace") or "kube-system"),
+            "name": str(meta.get("name") or ""),
+            "object": dict(obj),
+            "dryRun": dry_run,
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    allowed: bool
+    message: str
+    warnings: tuple[str, ...]
+
+
+class _Connection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, context: ssl.SSLContext, server_name: str, timeout: float) -> None:
+        super().__init__(host, port, context=context, timeout=timeout)
+        self._server_name = server_name
+        self._context = context
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.host, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self._server_name)
+
+
+def send(server: str, ca_file: str, review: dict[str, Any], server_name: str | None, timeout: int = 10) -> Outcome:
+    url = urlsplit(server)
+    if url.scheme != "https" or not url.hostname:
+        raise ReviewError(f"{server}: the webhook is only served over https://")
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    conn = _Connection(url.hostname, url.port or 443, context, server_name or url.hostname, timeout)
+    try:
+        body = json.dumps(review).encode()
+        conn.request(
+            "POST",
+            f"{url.path.rstrip('/') or ''}/validate?timeout={timeout}s",
+            body,
+            {"Content-Type": "application/json", "Accept": "application/json, */*"},
+        )
+        response = conn.getresponse()
+        data = response.read()
+    except (OSError, http.client.HTTPException) as err:
+        raise ReviewError(f"failed calling webhook {server}: {err}") from None
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise ReviewError(f"webhook answered HTTP {response.status}: {data[:300].decode(errors='replace')}")
+    try:
+        answer = json.loads(data)
+        result = answer["response"]
+        if answer.get("apiVersion") != review["apiVersion"] or result["uid"] != review["request"]["uid"]:
+            raise ReviewError("webhook answer does not echo the request's apiVersion and uid")
+    except (ValueError, KeyError, TypeError):
+        raise ReviewError("webhook answer is not an AdmissionReview") from None
+    status = result.get("status") or {}
+    return Outcome(bool(result.get("allowed")), str(status.get("message") or ""), tuple(result.get("warnings") or ()))
+
+
+def render(outcome: Outcome, obj: Mapping[str, Any]) -> str:
+    """The text kubectl prints for this answer."""
+    lines = [f"Warning: {w}" for w in outcome.warnings]
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    assert isinstance(meta, Mapping)
+    what = f"{str(obj.get('kind', 'object')).lower()}/{meta.get('name', '')}"
+    if outcome.allowed:
+        lines.append(f"{what} admitted")
+    else:
+        lines.append(
+            f'Error from server (Forbidden): admission webhook "{WEBHOOK_NAME}" denied the request: {outcome.message}'
+        )
+    return "\n".join(lines)
