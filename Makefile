@@ -6,6 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8443
 MODE   ?= enforce
+PY_SRC := webhook tests $(wildcard benchmarks)
 
 .PHONY: run test lint unit install clean
 
@@ -20,8 +21,8 @@ run: $(STAMP)
 	$(BIN)/apiserver-tls-guard serve --host $(HOST) --port $(PORT) --certs-dir certs --mode $(MODE)
 
 lint: $(STAMP)
-	$(BIN)/ruff check webhook tests benchmarks
-	$(BIN)/ruff format --check webhook tests benchmarks
+	$(BIN)/ruff check $(PY_SRC)
+	$(BIN)/ruff format --check $(PY_SRC)
 	$(BIN)/mypy
 
 unit: $(STAMP)
