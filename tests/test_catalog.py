@@ -75,3 +75,10 @@ def test_broken_catalog_is_refused_at_load() -> None:
         parse_catalog({"benchmarks": ["1.5.1"], "controls": [{"key": "x", "ids": {"9.9": "1"}}]})
     with pytest.raises(CatalogError):
         parse_catalog({"benchmarks": ["1.5.1"], "controls": [{"key": "x"}]})
+
+
+def test_samples_have_no_stray_words() -> None:
+    # A YAML flow list splits "--a=x,y" at the comma unless quoted; a stray word means the sample is not what it says.
+    for control in CATALOG.controls:
+        for sample in control.samples_pass + control.samples_fail:
+            assert parse_flags(sample).positional == (), (control.key, sample)

@@ -137,7 +137,7 @@ class Finding:
                 f" The command line hands its settings to the file given by {self.hidden_by}, which this check"
                 " cannot read, so it could not see the setting."
             )
-        return f"{text} {self.consequence}. Fix: {self.where} {self.fix}"
+        return f"{text} {self.consequence}. Fix: {self.where} and {self.fix}"
 
     def warning(self) -> str:
         ident = f"CIS {self.cis_id} v{self.benchmark}" if self.cis_id else self.key
@@ -168,8 +168,10 @@ class Verdict:
 
 def where_to_fix(subject: Subject) -> str:
     if subject.is_pod and (subject.mirror or subject.namespace in ("kube-system", "")):
-        return f"edit {STATIC_MANIFEST} on every control-plane node and set"
-    return f"in the pod template of {subject.describe()}, set"
+        return f"edit {STATIC_MANIFEST} on every control-plane node"
+    if subject.is_pod:
+        return f"edit the spec of {subject.describe()} (or the manifest it is made from)"
+    return f"edit the pod template of {subject.describe()}"
 
 
 def _hider(control: Control, flags: Flags, catalog: Catalog) -> str | None:
