@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cli
-from tests.test_http import SEEDS_MISSING, apiserver_pod, without
+from tests.test_http import COMPLIANT, SEEDS_MISSING, apiserver_pod, without
 from webhook.engine import evaluate, shorten
 from webhook.policy import ConfigError, Mode, Policy, load_policy, parse_policy
 
@@ -138,3 +138,64 @@ def test_serve_with_a_bad_config_exits_2_with_the_reason(tmp_path: Path, content
 def test_serve_with_a_missing_config_exits_2(tmp_path: Path) -> None:
     result = cli("serve", "--config", str(tmp_path / "none.yaml"), "--certs-dir", str(tmp_path / "c"))
     assert result.returncode == 2 and "cannot read" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("image", "benchmark", "tls_id"),
+    [
+        ("registry.k8s.io/kube-apiserver:v1.22.17", "1.23", "1.2.27"),
+        ("registry.k8s.io/kube-apiserver:v1.28.1", "1.10.0", "1.2.24"),
+        ("k8s.gcr.io/kube-apiserver:v1.18.0", "1.6.0", "1.2.30"),
+        ("gcr.io/google_containers/hyperkube:v1.8.5", "1.5.1", "1.2.30"),  # older than every benchmark
+        ("registry.k8s.io/kube-apiserver:v1.34.0", "2.0.1", "1.2.24"),  # 1.12.0 and 2.0.1 both cover 1.34
+        ("registry.k8s.io/kube-apiserver:v1.40.0", "2.0.1", "1.2.24"),  # newer than every benchmark
+        ("${IMAGE}", "2.0.1", "1.2.24"),  # unknown: the newest
+    ],
+)
+def test_auto_picks_the_benchmark_from_the_image_tag(image: str, benchmark: str, tls_id: str) -> None:
+    pod = apiserver_pod(*SEEDS_MISSING)
+    pod["spec"]["containers"][0]["image"] = image
+    finding = evaluate(pod, Policy(cis_version="auto")).findings[0]
+    assert (finding.benchmark, finding.cis_id) == (benchmark, tls_id)
+
+
+def test_cipher_list_follows_the_benchmark() -> None:
+    cbc = "--tls-cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"
+    pod = apiserver_pod(*without("tls-cipher-suites"), cbc)
+    keys = {
+        b: {f.key for f in evaluate(pod, Policy(cis_version=b)).findings} for b in ("1.5.1", "1.9.0", "1.11", "2.0.1")
+    }
+    assert keys == {
+        "1.5.1": {"tls-cipher-suites-strong"},
+        "1.9.0": set(),  # the 1.23-1.9.0 list still accepts ECDHE-RSA CBC
+        "1.11": set(),
+        "2.0.1": {"tls-cipher-suites-strong"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("image", "flag", "retired"),
+    [
+        ("registry.k8s.io/kube-apiserver:v1.24.0", "--insecure-port=0", True),
+        ("registry.k8s.io/kube-apiserver:v1.23.9", "--insecure-port=0", False),
+        ("registry.k8s.io/kube-apiserver:v1.19.0", "--basic-auth-file=/b.csv", True),
+        ("k8s.gcr.io/kube-apiserver:v1.18.2", "--basic-auth-file=/b.csv", False),
+        ("registry.k8s.io/kube-apiserver:v1.22.0", "--kubelet-https=true", True),
+        ("registry.k8s.io/kube-apiserver:v1.30.0", "--insecure-bind-address=127.0.0.1", True),
+        ("my-registry/apiserver-custom:latest", "--insecure-port=0", False),  # version unknown: not judged
+    ],
+)
+def test_retired_flags_only_when_the_version_is_known(image: str, flag: str, retired: bool) -> None:
+    pod = apiserver_pod(*COMPLIANT, flag)
+    pod["spec"]["containers"][0]["image"] = image
+    findings = [f for f in evaluate(pod, Policy()).findings if f.key.endswith("-removed")]
+    assert bool(findings) == retired
+    if retired:
+        assert "refuses to start" in findings[0].message() and findings[0].cis_id is None
+
+
+def test_authorization_config_is_named_when_it_hides_the_mode() -> None:
+    pod = apiserver_pod(*without("authorization-mode"), "--authorization-config=/etc/kubernetes/authz.yaml")
+    findings = {f.key: f for f in evaluate(pod, Policy()).findings}
+    assert set(findings) == {"authz-not-always-allow", "authz-includes-node", "authz-includes-rbac"}
+    assert all(f.hidden_by == "--authorization-config" for f in findings.values())

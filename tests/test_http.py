@@ -337,3 +337,45 @@ def test_client_judges_a_wrong_uid_as_call_failure() -> None:
     client.timeout_seconds = 10
     with pytest.raises(CallFailure):
         client.review(admission_review(apiserver_pod()))
+
+
+def hosted_apiserver(kind: str, *flags: str, namespace: str = "clusters-prod") -> dict[str, Any]:
+    template = {
+        "metadata": {"labels": {"app": "kube-apiserver"}},
+        "spec": {
+            "containers": [
+                {
+                    "name": "kube-apiserver",
+                    "image": "registry.k8s.io/kube-apiserver:v1.30.2",
+                    "command": ["kube-apiserver", *flags],
+                }
+            ]
+        },
+    }
+    spec: dict[str, Any] = {"template": template}
+    if kind == "CronJob":
+        spec = {"schedule": "@daily", "jobTemplate": {"spec": {"template": template}}}
+    return {"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": "kas", "namespace": namespace}, "spec": spec}
+
+
+WORKLOAD_KINDS = ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"]
+
+
+@pytest.mark.parametrize("kind", WORKLOAD_KINDS)
+@pytest.mark.parametrize("operation", ["CREATE", "UPDATE"])
+def test_hosted_control_plane_workloads_are_judged(enforce_client: ApiserverClient, kind: str, operation: str) -> None:
+    bad = enforce_client.review(admission_review(hosted_apiserver(kind, *NO_TLS), operation=operation))
+    assert bad["allowed"] is False
+    assert f"edit the pod template of {kind} clusters-prod/kas" in bad["status"]["message"]
+    good = enforce_client.review(admission_review(hosted_apiserver(kind, *COMPLIANT), operation=operation))
+    assert good["allowed"] is True
+
+
+def test_workload_namespaces_limit_where_workloads_are_judged(server_factory: ServerFactory, tmp_path: Any) -> None:
+    config = tmp_path / "hosted.yaml"
+    config.write_text("workloadNamespaces: ['clusters-*']\n")
+    client = server_factory("--config", str(config)).client()
+    assert client.review(admission_review(hosted_apiserver("Deployment", *NO_TLS)))["allowed"] is False
+    elsewhere = hosted_apiserver("Deployment", *NO_TLS, namespace="team-a")
+    assert client.review(admission_review(elsewhere))["allowed"] is True
+    assert client.review(admission_review(apiserver_pod(*NO_TLS)))["allowed"] is False  # pods: wherever sent

@@ -60,6 +60,37 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from webhook import report
+    from webhook.guardrail import judge_inputs, read_inputs
+
+    policy = _policy(args)
+    if args.node:
+        from webhook.node import judge_node
+
+        judged, errors = judge_node(args.proc_root, policy)
+    else:
+        if not args.paths:
+            print(
+                "apiserver-tls-guard check: give manifest files or directories, - for stdin, or --node", file=sys.stderr
+            )
+            return EXIT_USAGE
+        inputs = read_inputs(args.paths)
+        judged, errors = judge_inputs(inputs, policy), inputs.errors
+    benchmark = policy.benchmark_for(None)
+    if args.format == "json":
+        print(report.as_json(judged))
+    elif args.format == "sarif":
+        print(report.as_sarif(judged, policy.catalog, benchmark))
+    else:
+        print(report.text(judged))
+    for error in errors:
+        print(f"apiserver-tls-guard: {error}", file=sys.stderr)
+    if errors:
+        return EXIT_USAGE
+    return EXIT_FINDINGS if report.should_fail(judged) else EXIT_OK
+
+
 def _cmd_review(args: argparse.Namespace) -> int:
     from webhook.client import ReviewError, render, review_for, send
     from webhook.documents import DocumentError, load_documents
@@ -107,6 +138,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keep-alive", type=int, default=75, help="seconds an idle connection stays open")
     _add_policy_options(serve, default_mode=None)
     serve.set_defaults(func=_cmd_serve)
+
+    check = sub.add_parser(
+        "check",
+        help="judge manifest files (or this machine's kube-apiserver processes) with the webhook's checks",
+        description="Exit 0: clean; 1: findings in enforce or warn mode; 2: unusable input (file and reason).",
+    )
+    check.add_argument("paths", nargs="*", help="files, directories (searched for .yaml/.yml/.json), - for stdin")
+    check.add_argument("--format", choices=["text", "json", "sarif"], default="text")
+    check.add_argument("--node", action="store_true", help="judge kube-apiserver processes running on this machine")
+    check.add_argument("--proc-root", default="/proc", help="where /proc is (for tests and host mounts)")
+    _add_policy_options(check, default_mode=None)
+    check.set_defaults(func=_cmd_check)
 
     review = sub.add_parser(
         "review", help="send manifests to a running webhook as kube-apiserver would; print what kubectl would"

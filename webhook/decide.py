@@ -36,6 +36,8 @@ def decide(request: Request, policy: Policy) -> Decision:
         return Decision(admission.allowed(request.uid), None, "skipped")
     if not obj.get("kind"):
         obj = {**obj, "kind": kind}
+    if kind != "Pod" and not policy.judges_workloads_in(request.namespace):
+        return Decision(admission.allowed(request.uid), None, "skipped")
     verdict = evaluate(obj, policy, request.namespace, request.name)
     if not verdict.runs_apiserver:
         return Decision(admission.allowed(request.uid), verdict, "skipped")

@@ -167,6 +167,8 @@ class Verdict:
 
 
 def where_to_fix(subject: Subject) -> str:
+    if subject.kind == "Process":
+        return f"edit the manifest or unit that starts this process ({STATIC_MANIFEST} on kubeadm nodes)"
     if subject.is_pod and (subject.mirror or subject.namespace in ("kube-system", "")):
         return f"edit {STATIC_MANIFEST} on every control-plane node"
     if subject.is_pod:

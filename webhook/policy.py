@@ -82,6 +82,13 @@ class Policy:
     control_modes: Mapping[str, Mode] = field(default_factory=dict)
     exemptions: Exemptions = field(default_factory=Exemptions)
     catalog: Catalog = field(default_factory=load_catalog)
+    # Namespaces (globs) whose Deployments, StatefulSets, ... are judged; empty: wherever the webhook is sent them.
+    workload_namespaces: tuple[str, ...] = ()
+
+    def judges_workloads_in(self, namespace: str) -> bool:
+        return not self.workload_namespaces or any(
+            fnmatch.fnmatchcase(namespace, pattern) for pattern in self.workload_namespaces
+        )
 
     def mode_for(self, control: Control) -> Mode:
         """A control's own setting wins; otherwise the global mode, capped at warn for manual controls."""
@@ -119,6 +126,8 @@ def benchmark_for_kubernetes(catalog: Catalog, kubernetes: tuple[int, int] | Non
 
 def _mode(value: Any, where: str, allowed: tuple[Mode, ...]) -> Mode:
     names = ", ".join(m.value for m in allowed)
+    if value is False:  # YAML 1.1 reads an unquoted `off` as false
+        value = "off"
     try:
         mode = Mode(str(value).lower())
     except ValueError:
@@ -151,7 +160,7 @@ def parse_policy(data: Mapping[str, Any], catalog: Catalog | None = None, source
     catalog = catalog or load_catalog()
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: the top level must be a mapping")
-    known = {"mode", "cisVersion", "controls", "exemptions"}
+    known = {"mode", "cisVersion", "controls", "exemptions", "workloadNamespaces"}
     extra = set(data) - known
     if extra:
         raise ConfigError(f"{source}: unknown keys {sorted(extra)} (known: {sorted(known)})")
@@ -179,7 +188,10 @@ def parse_policy(data: Mapping[str, Any], catalog: Catalog | None = None, source
             for i, s in enumerate(ex.get("labelSelectors") or ())
         ),
     )
-    return Policy(mode, cis, control_modes, exemptions, catalog)
+    workload_namespaces = data.get("workloadNamespaces") or ()
+    if not isinstance(workload_namespaces, list | tuple):
+        raise ConfigError(f"{source}: workloadNamespaces must be a list of namespaces (globs allowed)")
+    return Policy(mode, cis, control_modes, exemptions, catalog, tuple(str(n) for n in workload_namespaces))
 
 
 def load_policy(path: str | Path | None, **overrides: Any) -> Policy:

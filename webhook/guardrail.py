@@ -1,0 +1,101 @@
+"""The bootstrap guardrail: the webhook's checks on manifest files and on running processes, before admission."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from webhook.documents import DocumentError, load_documents
+from webhook.engine import Finding, evaluate
+from webhook.policy import Policy
+from webhook.report import Judged
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass
+class Inputs:
+    """Manifest texts to judge, and the inputs that could not be used (with the reason)."""
+
+    texts: list[tuple[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _files_below(directory: Path) -> Iterator[Path]:
+    for path in sorted(directory.rglob("*")):
+        if (
+            path.is_file()
+            and path.suffix.lower() in MANIFEST_SUFFIXES
+            and not any(part.startswith(".") for part in path.relative_to(directory).parts)
+        ):
+            yield path
+
+
+def read_inputs(paths: Sequence[str]) -> Inputs:
+    inputs = Inputs()
+    for name in paths:
+        if name == "-":
+            inputs.texts.append(("<stdin>", sys.stdin.read()))
+            continue
+        path = Path(name)
+        files = list(_files_below(path)) if path.is_dir() else [path]
+        if path.is_dir() and not files:
+            inputs.errors.append(f"{name}: no .yaml, .yml or .json files in this directory")
+        for file in files:
+            try:
+                inputs.texts.append((str(file), file.read_text(encoding="utf-8")))
+            except FileNotFoundError:
+                inputs.errors.append(f"{file}: no such file or directory")
+            except UnicodeDecodeError:
+                inputs.errors.append(f"{file}: not UTF-8 text")
+            except OSError as err:
+                inputs.errors.append(f"{file}: cannot read: {err.strerror}")
+    return inputs
+
+
+def _line_of(lines: list[str], first: int, last: int, needles: Sequence[str]) -> int | None:
+    for number in range(first, last + 1):
+        text = lines[number - 1] if number - 1 < len(lines) else ""
+        if any(needle in text for needle in needles):
+            return number
+    return None
+
+
+def finding_line(lines: list[str], first: int, last: int, finding: Finding, flags: Sequence[str]) -> int:
+    """The line to point a code-scanning annotation at: the flag if written, else the apiserver's command."""
+    needles = [f"-{flag}" for flag in flags]
+    return (
+        _line_of(lines, first, last, needles) or _line_of(lines, first, last, ["kube-apiserver", "apiserver"]) or first
+    )
+
+
+def judge_text(text: str, source: str, policy: Policy) -> list[Judged]:
+    """Raises DocumentError when the text is not manifests."""
+    lines = text.splitlines()
+    judged = []
+    for doc in load_documents(text, source):
+        if not doc.obj.get("kind"):
+            continue  # not a Kubernetes object (a values file, a JSON report, ...)
+        verdict = evaluate(doc.obj, policy)
+        last = doc.end_line or len(lines)
+        located = {
+            (f.container, f.key): finding_line(lines, doc.line, last, f, policy.catalog.control(f.key).flags)
+            for f in verdict.findings
+        }
+        judged.append(Judged(source, doc.index, verdict, doc.line, located))
+    return judged
+
+
+def judge_inputs(inputs: Inputs, policy: Policy) -> list[Judged]:
+    judged: list[Judged] = []
+    for source, text in inputs.texts:
+        try:
+            judged.extend(judge_text(text, source, policy))
+        except DocumentError as err:
+            inputs.errors.append(str(err))
+    return judged
+
+
+__all__ = ["DocumentError", "Inputs", "judge_inputs", "judge_text", "read_inputs"]

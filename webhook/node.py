@@ -1,0 +1,48 @@
+"""`check --node`: the kube-apiserver processes running on this machine, read from /proc as the CIS audit step does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from webhook.cmdline import ApiserverContainer, find_apiserver_args, parse_flags
+from webhook.engine import Verdict, judge_container
+from webhook.policy import Policy
+from webhook.report import Judged
+from webhook.workloads import Subject
+
+PROCESS_KIND = "Process"
+
+
+def apiserver_processes(proc_root: str | Path) -> tuple[list[tuple[int, list[str]]], list[str]]:
+    """(pid, argv) of every process that runs kube-apiserver, and what could not be read."""
+    root = Path(proc_root)
+    found: list[tuple[int, list[str]]] = []
+    errors: list[str] = []
+    try:
+        entries = sorted((p for p in root.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    except OSError as err:
+        return [], [f"{root}: cannot list processes: {err.strerror}"]
+    for entry in entries:
+        try:
+            raw = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # processes come and go, and some are not ours to read
+        argv = [part.decode("utf-8", "replace") for part in raw.rstrip(b"\0").split(b"\0") if part]
+        if argv and find_apiserver_args(argv) is not None:
+            found.append((int(entry.name), argv))
+    return found, errors
+
+
+def judge_node(proc_root: str | Path, policy: Policy) -> tuple[list[Judged], list[str]]:
+    processes, errors = apiserver_processes(proc_root)
+    judged = []
+    for pid, argv in processes:
+        args = find_apiserver_args(argv) or []
+        name = f"kube-apiserver (pid {pid})"
+        subject = Subject(kind=PROCESS_KIND, namespace="", name=f"pid {pid}")
+        apiserver = ApiserverContainer(name=name, image="", args=tuple(args), flags=parse_flags(args))
+        findings = tuple(judge_container(apiserver, subject, policy))
+        judged.append(Judged(f"{proc_root}/{pid}/cmdline", 1, Verdict(subject, (name,), findings)))
+    if not processes and not errors:
+        errors.append(f"{proc_root}: no kube-apiserver process is running on this machine")
+    return judged, errors

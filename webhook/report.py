@@ -1,0 +1,176 @@
+"""Reports of the offline checks (`check`, `check --node`, `scan`): text for people, JSON, and SARIF 2.1.0."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook import __version__
+from webhook.catalog import Catalog
+from webhook.engine import Finding, Verdict
+from webhook.policy import Mode
+
+SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+INFORMATION_URI = "https://github.com/apiserver-tls-guard/apiserver-tls-guard"
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One object's verdict and where it came from (a file and document, a process, a cluster object)."""
+
+    source: str
+    document: int
+    verdict: Verdict
+    line: int = 1
+    finding_lines: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (container, key) -> line
+
+    def line_of(self, finding: Finding) -> int:
+        return self.finding_lines.get((finding.container, finding.key), self.line)
+
+
+def failing(judged: Sequence[Judged]) -> list[tuple[Judged, Finding]]:
+    return [(j, f) for j in judged for f in j.verdict.findings]
+
+
+def should_fail(judged: Sequence[Judged]) -> bool:
+    """Exit 1 when anything is reported in enforce or warn mode; audit-mode findings are recorded only."""
+    return any(f.mode in (Mode.ENFORCE, Mode.WARN) for _, f in failing(judged))
+
+
+def summary(judged: Sequence[Judged]) -> str:
+    apiservers = sum(1 for j in judged if j.verdict.runs_apiserver)
+    findings = len(failing(judged))
+    return (
+        f"{len(judged)} object{'s' if len(judged) != 1 else ''} read, {apiservers} run kube-apiserver, "
+        f"{findings} finding{'s' if findings != 1 else ''}"
+    )
+
+
+def text(judged: Sequence[Judged]) -> str:
+    lines: list[str] = []
+    for j in judged:
+        verdict = j.verdict
+        if not verdict.runs_apiserver:
+            continue
+        head = f"{j.source}"
+        if j.document > 1:
+            head += f" (document {j.document})"
+        head += f": {verdict.subject.describe()}"
+        if verdict.exempt:
+            lines.append(f"{head}: exempt ({verdict.exempt})")
+            continue
+        if not verdict.findings:
+            lines.append(f"{head}: ok")
+            continue
+        lines.append(f"{head}:")
+        for finding in verdict.findings:
+            lines.append(f"  {finding.mode.value.upper():7} {finding.key}: {finding.message()}")
+    lines.append(summary(judged))
+    return "\n".join(lines)
+
+
+def _finding_json(j: Judged, f: Finding) -> dict[str, Any]:
+    subject = j.verdict.subject
+    return {
+        "source": j.source,
+        "document": j.document,
+        "kind": subject.kind,
+        "namespace": subject.namespace,
+        "name": subject.name,
+        "container": f.container,
+        "control": f.key,
+        "cisId": f.cis_id,
+        "benchmark": f.benchmark,
+        "mode": f.mode.value,
+        "detail": f.detail,
+        "hiddenBy": f.hidden_by,
+        "message": f.message(),
+    }
+
+
+def as_json(judged: Sequence[Judged]) -> str:
+    return json.dumps(
+        {
+            "objects": len(judged),
+            "apiservers": sum(1 for j in judged if j.verdict.runs_apiserver),
+            "exempt": [
+                {"source": j.source, "document": j.document, "reason": j.verdict.exempt}
+                for j in judged
+                if j.verdict.exempt
+            ],
+            "findings": [_finding_json(j, f) for j, f in failing(judged)],
+        },
+        indent=2,
+    )
+
+
+_LEVEL = {Mode.ENFORCE: "error", Mode.WARN: "warning", Mode.AUDIT: "note", Mode.OFF: "none"}
+
+
+def as_sarif(judged: Sequence[Judged], catalog: Catalog, benchmark: str) -> str:
+    keys = list(catalog.keys)
+    rules = []
+    for control in catalog.controls:
+        ids = {b: i for b, i in control.ids.items() if i}
+        shown = ids.get(benchmark)
+        rules.append(
+            {
+                "id": control.key,
+                "name": "".join(part.capitalize() for part in control.key.split("-")),
+                "shortDescription": {"text": control.title},
+                "fullDescription": {"text": f"{control.title}. {control.consequence}."},
+                "help": {"text": f"Fix: {control.fix}"},
+                "defaultConfiguration": {"level": "error" if control.scored else "warning"},
+                "properties": {
+                    "tags": ["security", "kubernetes", "cis"] + ([f"CIS {shown}"] if shown else []),
+                    "cisIds": ids,
+                    "scored": control.scored,
+                },
+            }
+        )
+    results = []
+    for j, f in failing(judged):
+        results.append(
+            {
+                "ruleId": f.key,
+                "ruleIndex": keys.index(f.key),
+                "level": _LEVEL[f.mode],
+                "message": {"text": f.message()},
+                "locations": [
+                    {
+                        "physicalLocation": {
+                            "artifactLocation": {"uri": j.source},
+                            "region": {"startLine": max(1, j.line_of(f))},
+                        },
+                        "logicalLocations": [
+                            {
+                                "name": f.container,
+                                "fullyQualifiedName": f"{j.verdict.subject.describe()}/{f.container}",
+                                "kind": "object",
+                            }
+                        ],
+                    }
+                ],
+                "properties": {"cisId": f.cis_id, "benchmark": f.benchmark, "mode": f.mode.value},
+            }
+        )
+    log = {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "apiserver-tls-guard",
+                        "version": __version__,
+                        "informationUri": INFORMATION_URI,
+                        "rules": rules,
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
+    return json.dumps(log, indent=2)
