@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from webhook import __version__
 from webhook.certs import DEFAULT_NAMESPACE, DEFAULT_SERVICE, ca_bundle, ensure_certs
 from webhook.policy import GLOBAL_MODES, ConfigError, Policy, load_policy
+from webhook.report import Judged
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -61,7 +62,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from webhook import report
     from webhook.guardrail import judge_inputs, read_inputs
 
     policy = _policy(args)
@@ -77,11 +77,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         inputs = read_inputs(args.paths)
         judged, errors = judge_inputs(inputs, policy), inputs.errors
-    benchmark = policy.benchmark_for(None)
-    if args.format == "json":
+    return _print_report(judged, errors, policy, args.format)
+
+
+def _print_report(judged: list[Judged], errors: list[str], policy: Policy, fmt: str) -> int:
+    from webhook import report
+
+    if fmt == "json":
         print(report.as_json(judged))
-    elif args.format == "sarif":
-        print(report.as_sarif(judged, policy.catalog, benchmark))
+    elif fmt == "sarif":
+        print(report.as_sarif(judged, policy.catalog, policy.benchmark_for(None)))
     else:
         print(report.text(judged))
     for error in errors:
@@ -89,6 +94,27 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if errors:
         return EXIT_USAGE
     return EXIT_FINDINGS if report.should_fail(judged) else EXIT_OK
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from webhook.scan import ScanError, api_client, scan
+
+    policy = _policy(args)
+    tty = sys.stderr.isatty()
+
+    def progress(text: str) -> None:
+        print(f"\r{text}\033[K" if tty else text, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    try:
+        api = api_client(args.kubeconfig, args.context)
+    except ScanError as err:
+        print(f"apiserver-tls-guard: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    with api:
+        judged, errors = scan(api, policy, args.namespace, progress)
+    if tty:
+        print(file=sys.stderr)
+    return _print_report(judged, errors, policy, args.format)
 
 
 def _cmd_review(args: argparse.Namespace) -> int:
@@ -150,6 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--proc-root", default="/proc", help="where /proc is (for tests and host mounts)")
     _add_policy_options(check, default_mode=None)
     check.set_defaults(func=_cmd_check)
+
+    scan = sub.add_parser("scan", help="judge the Pods and workloads of a live cluster (kubeconfig or in-cluster)")
+    scan.add_argument("--kubeconfig", help="default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account")
+    scan.add_argument("--context", help="kubeconfig context")
+    scan.add_argument("--namespace", "-n", help="only this namespace (default: all)")
+    scan.add_argument("--format", choices=["text", "json", "sarif"], default="text")
+    _add_policy_options(scan, default_mode=None)
+    scan.set_defaults(func=_cmd_scan)
 
     review = sub.add_parser(
         "review", help="send manifests to a running webhook as kube-apiserver would; print what kubectl would"

@@ -1,0 +1,73 @@
+"""`apiserver-tls-guard scan` through the official kubernetes client, against tests/fake_kube_api.py.
+
+No kube-apiserver can run on these machines; the stand-in answers the list calls with the real API's JSON shapes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import cli
+from tests.fake_kube_api import FakeKubeApi, serve_fake_api
+from tests.test_http import COMPLIANT, NO_TLS, apiserver_pod, hosted_apiserver
+
+
+def _owned(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    obj["metadata"]["ownerReferences"] = [{"kind": kind, "name": "x", "apiVersion": "apps/v1", "uid": "1"}]
+    return obj
+
+
+def test_scan_reports_apiservers_across_pages_and_kinds(tmp_path: Path) -> None:
+    pods = [apiserver_pod(*COMPLIANT, name=f"kube-apiserver-cp-{i}") for i in range(600)]
+    pods.append(apiserver_pod(*NO_TLS, name="kube-apiserver-bad"))
+    pods.append(_owned(apiserver_pod(*NO_TLS, name="kas-from-rs"), "ReplicaSet"))  # judged via its owner
+    api = FakeKubeApi(
+        lists={
+            "/api/v1/pods": pods,
+            "/apis/apps/v1/deployments": [hosted_apiserver("Deployment", *NO_TLS)],
+            "/apis/apps/v1/statefulsets": [],
+            "/apis/apps/v1/daemonsets": [],
+            "/apis/apps/v1/replicasets": [],
+            "/apis/batch/v1/jobs": [],
+            "/apis/batch/v1/cronjobs": [],
+        }
+    )
+    with serve_fake_api(api, tmp_path) as kubeconfig:
+        result = cli("scan", "--kubeconfig", str(kubeconfig), "--format", "json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["apiservers"] == 602
+    assert {(f["kind"], f["name"]) for f in report["findings"]} == {
+        ("Pod", "kube-apiserver-bad"),
+        ("Deployment", "kas"),
+    }
+    pod_calls = [path for method, path, _ in api.requests if path.startswith("/api/v1/pods")]
+    assert len(pod_calls) == 3  # 602 pods in pages of 250
+    assert "continue=500" in pod_calls[-1]
+    assert "scanning Pods: 602" in result.stderr
+
+
+def test_forbidden_kind_is_reported_and_the_rest_still_scanned(tmp_path: Path) -> None:
+    api = FakeKubeApi(lists={"/api/v1/pods": [apiserver_pod(*NO_TLS)]}, forbidden={"/apis/batch/v1/cronjobs"})
+    with serve_fake_api(api, tmp_path) as kubeconfig:
+        result = cli("scan", "--kubeconfig", str(kubeconfig))
+    assert result.returncode == 2
+    assert "cannot list CronJobs: HTTP 403" in result.stderr
+    assert "cannot list Deployments: HTTP 404" in result.stderr
+    assert "ENFORCE tls-cert-and-key" in result.stdout
+
+
+def test_namespace_scope_uses_namespaced_paths(tmp_path: Path) -> None:
+    api = FakeKubeApi(lists={"/api/v1/namespaces/kube-system/pods": [apiserver_pod(*COMPLIANT)]})
+    with serve_fake_api(api, tmp_path) as kubeconfig:
+        result = cli("scan", "--kubeconfig", str(kubeconfig), "-n", "kube-system", "--format", "json")
+    assert json.loads(result.stdout)["apiservers"] == 1
+    assert all("/namespaces/kube-system/" in path for _, path, _ in api.requests)
+
+
+def test_no_cluster_configuration_is_a_clear_error(tmp_path: Path) -> None:
+    result = cli("scan", "--kubeconfig", str(tmp_path / "missing"))
+    assert result.returncode == 2 and "no usable cluster configuration" in result.stderr
+    assert "Traceback" not in result.stderr
