@@ -256,7 +256,10 @@ def test_log_has_decisions_but_never_bodies_or_keys(
 ) -> None:
     enforce_client.review(admission_review(apiserver_pod("--tls-cert-file=/SECRET-PATH-MARKER")))
     log = enforce_server.log_text()
-    assert "outcome=denied" in log
+    decisions = [json.loads(line) for line in log.splitlines() if '"msg": "decision"' in line]
+    denied = [d for d in decisions if d["verdict"] == "denied"]
+    assert denied and set(denied[-1]) >= {"uid", "kind", "namespace", "objectName", "verdict", "controls", "durationMs"}
+    assert denied[-1]["controls"] == ["client-ca-file"] or "tls-cert-and-key" in denied[-1]["controls"]
     assert "SECRET-PATH-MARKER" not in log
     assert "PRIVATE KEY" not in log
     assert (enforce_server.certs / "tls.key").read_text().splitlines()[1] not in log

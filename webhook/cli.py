@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
-from webhook import __version__
+from webhook import __version__, logs
 from webhook.certs import DEFAULT_NAMESPACE, DEFAULT_SERVICE, ca_bundle, ensure_certs
 from webhook.policy import GLOBAL_MODES, ConfigError, Policy, load_policy
 from webhook.report import Judged
@@ -47,18 +46,25 @@ def _cmd_certs(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from webhook.serve import serve  # uvicorn is only imported by the command that needs it
+    from webhook.serve import ServeSettings, serve  # uvicorn is only imported by the command that needs it
 
-    policy = _policy(args)
-    result = ensure_certs(args.certs_dir, args.service, args.namespace)
-    return serve(
-        policy,
-        result.files,
+    _policy(args)  # a bad configuration stops here, with its reason, before anything listens
+    ensure_certs(args.certs_dir, args.service, args.namespace)
+    settings = ServeSettings(
+        certs_dir=args.certs_dir,
         host=args.host,
         port=args.port,
-        log_level=args.log_level,
+        config=args.config,
+        mode=args.mode,
+        cis_version=args.cis_version,
+        workers=args.workers,
         keep_alive=args.keep_alive,
+        shutdown_timeout=args.shutdown_timeout,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        http=args.http,
     )
+    return serve(settings)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -161,7 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--service", default=DEFAULT_SERVICE)
     serve.add_argument("--namespace", default=DEFAULT_NAMESPACE)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", default="json", choices=["json", "text"])
     serve.add_argument("--keep-alive", type=int, default=75, help="seconds an idle connection stays open")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes sharing the port")
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=int,
+        default=25,
+        help="seconds in-flight reviews get to finish after SIGTERM (keep below terminationGracePeriodSeconds)",
+    )
+    serve.add_argument("--http", default="httptools", choices=["httptools", "h11", "auto"], help="HTTP/1.1 parser")
     _add_policy_options(serve, default_mode=None)
     serve.set_defaults(func=_cmd_serve)
 
@@ -199,11 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(args, "log_level", "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     try:
         code: int = args.func(args)
     except ConfigError as err:

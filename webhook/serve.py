@@ -1,46 +1,107 @@
-"""Run the app under uvicorn with our own TLS context (TLS 1.2+, AEAD only, HTTP/1.1)."""
+"""Run the app under uvicorn: our TLS context (TLS 1.2+, AEAD only, HTTP/1.1), workers, graceful shutdown."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import ssl
+import tempfile
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
+from webhook import logs
 from webhook.certs import CertFiles
-from webhook.policy import Policy
-from webhook.server import create_app
 from webhook.tls import server_context
 
 log = logging.getLogger("apiserver_tls_guard")
+SETTINGS_ENV = "APISERVER_TLS_GUARD_SERVE"
 
 
-def serve(policy: Policy, files: CertFiles, host: str, port: int, log_level: str = "info", keep_alive: int = 75) -> int:
-    def context(_: uvicorn.Config, __: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-        return server_context(files.cert, files.key)
+@dataclass(frozen=True)
+class ServeSettings:
+    certs_dir: str
+    host: str = "0.0.0.0"  # noqa: S104 - a webhook must be reachable from kube-apiserver
+    port: int = 8443
+    config: str | None = None
+    mode: str | None = None
+    cis_version: str | None = None
+    workers: int = 1
+    keep_alive: int = 75
+    shutdown_timeout: int = 25
+    log_level: str = "info"
+    log_format: str = "json"
+    http: str = "httptools"
 
+
+@dataclass(frozen=True)
+class TlsContextFactory:
+    """Picklable, so worker processes build the same context from the same files."""
+
+    cert: str
+    key: str
+
+    def __call__(self, _: uvicorn.Config, __: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        return server_context(self.cert, self.key)
+
+
+def build_app() -> FastAPI:
+    """uvicorn's app factory, run in every worker: settings come from the environment the CLI set."""
+    from webhook import metrics
+    from webhook.policy import load_policy
+    from webhook.server import create_app
+
+    settings = ServeSettings(**json.loads(os.environ[SETTINGS_ENV]))
+    logs.configure(settings.log_level, settings.log_format)
+    policy = load_policy(settings.config, mode=settings.mode, cisVersion=settings.cis_version)
+    files = CertFiles(Path(settings.certs_dir))
+    metrics.record_certificates(files.cert, files.ca_cert)
+    return create_app(policy)
+
+
+def serve(settings: ServeSettings) -> int:
+    files = CertFiles(Path(settings.certs_dir))
+    os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Each worker keeps its own counters; this folder lets /metrics add them up.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="apiserver-tls-guard-metrics-")
+    options: dict[str, Any] = {}
+    if settings.http != "auto":
+        options["http"] = settings.http
     config = uvicorn.Config(
-        create_app(policy),
-        host=host,
-        port=port,
+        "webhook.serve:build_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
         ssl_certfile=str(files.cert),
         ssl_keyfile=str(files.key),
-        ssl_context_factory=context,
+        ssl_context_factory=TlsContextFactory(str(files.cert), str(files.key)),
         log_config=None,
-        log_level=log_level,
-        access_log=False,  # one decision line per review is logged by the app; bodies never are
+        log_level=settings.log_level,
+        access_log=False,  # the app logs one line per decision; bodies are never logged
         server_header=False,
-        timeout_keep_alive=keep_alive,
-        timeout_graceful_shutdown=25,
+        timeout_keep_alive=settings.keep_alive,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+        **options,
     )
     log.info(
-        "serving mode=%s cis=%s on https://%s:%d (certificate %s)",
-        policy.mode.value,
-        policy.cis_version or policy.catalog.default_benchmark,
-        host,
-        port,
-        files.cert,
+        "serving",
+        extra={
+            "url": f"https://{settings.host}:{settings.port}",
+            "workers": settings.workers,
+            "mode": settings.mode or "(config)",
+            "certificate": str(files.cert),
+        },
     )
-    uvicorn.Server(config).run()
+    if settings.workers > 1:
+        sock = config.bind_socket()
+        uvicorn.supervisors.Multiprocess(config, sockets=[sock]).run()
+    else:
+        uvicorn.Server(config).run()
     return 0

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from webhook import admission
+from webhook import admission, metrics
 from webhook.admission import BadReview
 from webhook.decide import decide
 from webhook.policy import Mode, Policy
@@ -24,6 +24,7 @@ class _TooLarge(Exception):
 
 
 def _problem(status: int, message: str) -> JSONResponse:
+    metrics.BAD_REQUESTS.labels(str(status)).inc()
     return JSONResponse({"error": message, "status": status}, status_code=status)
 
 
@@ -66,6 +67,11 @@ def create_app(policy: Policy) -> FastAPI:
     async def readyz() -> dict[str, str]:
         return {"status": "ready"}
 
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
     @app.post("/validate")
     async def validate(request: Request) -> Response:
         started = time.perf_counter()
@@ -80,10 +86,13 @@ def create_app(policy: Policy) -> FastAPI:
         except (ValueError, RecursionError) as err:
             reason = str(err) if isinstance(err, BadReview) else "body is not valid JSON"
             return _problem(400, reason)
+        findings: list[tuple[str, str]] = []
         try:
             decision = decide(review, policy)
             response = decision.response
             outcome = decision.outcome
+            if decision.verdict is not None:
+                findings = [(f.key, f.mode.value) for f in decision.verdict.findings]
         except Exception as err:  # a bug of ours must still produce an answer kube-apiserver understands
             log.error("could not evaluate uid=%s: %s", review.uid, type(err).__name__)
             text = "apiserver-tls-guard could not evaluate this object; see the webhook's log"
@@ -93,17 +102,26 @@ def create_app(policy: Policy) -> FastAPI:
                 else admission.allowed(review.uid, [text])
             )
             outcome = "error"
+        answer = JSONResponse(response.review(review.api_version))
+        elapsed = time.perf_counter() - started
+        metrics.LATENCY.observe(elapsed)
+        metrics.REQUESTS.labels(review.operation, outcome, policy.mode.value).inc()
+        for key, mode in findings:
+            metrics.FINDINGS.labels(key, mode).inc()
         log.info(
-            "decision uid=%s kind=%s object=%s/%s operation=%s dryRun=%s outcome=%s ms=%.2f",
-            review.uid,
-            review.kind,
-            review.namespace,
-            review.name,
-            review.operation,
-            review.dry_run,
-            outcome,
-            (time.perf_counter() - started) * 1000,
+            "decision",
+            extra={
+                "uid": review.uid,
+                "kind": review.kind,
+                "namespace": review.namespace,
+                "objectName": review.name,
+                "operation": review.operation,
+                "dryRun": review.dry_run,
+                "verdict": outcome,
+                "controls": [key for key, _ in findings],
+                "durationMs": round(elapsed * 1000, 3),
+            },
         )
-        return JSONResponse(response.review(review.api_version))
+        return answer
 
     return app

@@ -1,0 +1,75 @@
+"""Prometheus metrics: admission decisions, their latency, certificate expiry, build info."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+from cryptography import x509
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+from webhook import __version__
+
+NAMESPACE = "apiserver_tls_guard"
+
+REQUESTS = Counter(
+    f"{NAMESPACE}_admission_requests",
+    "Admission reviews answered, by operation, outcome (denied, warned, audited, clean, exempt, skipped, error) "
+    "and global mode.",
+    ["operation", "verdict", "mode"],
+)
+FINDINGS = Counter(
+    f"{NAMESPACE}_findings",
+    "Failed controls reported in admission answers, by control key and the mode it was acted on in.",
+    ["control", "mode"],
+)
+BAD_REQUESTS = Counter(
+    f"{NAMESPACE}_rejected_requests",
+    "Requests to /validate answered with a 4xx because they were not a usable AdmissionReview.",
+    ["code"],
+)
+LATENCY = Histogram(
+    f"{NAMESPACE}_admission_duration_seconds",
+    "Time from reading the request to having the answer, per admission review.",
+    buckets=(0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+CERT_EXPIRY = Gauge(
+    f"{NAMESPACE}_certificate_expiry_timestamp_seconds",
+    "When the certificate the webhook serves with (or its CA) expires, as a Unix timestamp.",
+    ["certificate"],
+    multiprocess_mode="max",
+)
+BUILD_INFO = Gauge(
+    f"{NAMESPACE}_build_info",
+    "Always 1; labels tell the version that runs.",
+    ["version", "python"],
+    multiprocess_mode="max",
+)
+BUILD_INFO.labels(__version__, platform.python_version()).set(1)
+
+
+def record_certificates(cert_file: Path, ca_file: Path) -> None:
+    for name, path in (("serving", cert_file), ("ca", ca_file)):
+        try:
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+        except (OSError, ValueError):
+            continue
+        CERT_EXPIRY.labels(name).set(cert.not_valid_after_utc.timestamp())
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text exposition; with several workers, the sum over all of them."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
