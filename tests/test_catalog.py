@@ -10,7 +10,7 @@ import yaml
 from tests.conftest import SHARED
 from webhook.catalog import CatalogError, Control, load_catalog, parse_catalog
 from webhook.cmdline import parse_flags
-from webhook.engine import CHECKS, Context, run_check
+from webhook.engine import OPERATORS, Context, run_check
 
 CATALOG = load_catalog()
 
@@ -40,7 +40,7 @@ def test_failing_samples_fail(key: str, args: tuple[str, ...]) -> None:
 @pytest.mark.parametrize("control", CATALOG.controls, ids=lambda c: c.key)
 def test_every_control_is_complete(control: Control) -> None:
     assert control.samples_pass and control.samples_fail, "each control carries its own samples"
-    assert control.check["op"] in CHECKS
+    assert control.check["op"] in OPERATORS
     assert control.consequence and control.fix and control.short
     assert len(control.short) < 80
 

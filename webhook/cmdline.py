@@ -131,69 +131,93 @@ def parse_bool(value: str | None) -> bool | None:
     return None
 
 
-@dataclass(frozen=True)
 class Flags:
     """Every occurrence of every flag, in order; reading follows pflag."""
 
-    occurrences: tuple[tuple[str, str], ...] = ()
-    positional: tuple[str, ...] = ()
+    __slots__ = ("_index", "occurrences", "positional")
+
+    def __init__(self, occurrences: Sequence[tuple[str, str]] = (), positional: Sequence[str] = ()) -> None:
+        self.occurrences = tuple(occurrences)
+        self.positional = tuple(positional)
+        # Every control reads several flags: index once instead of rescanning the command line per lookup.
+        index: dict[str, list[str]] = {}
+        for flag, value in self.occurrences:
+            if flag in index:
+                index[flag].append(value)
+            else:
+                index[flag] = [value]
+        self._index = index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Flags) and (self.occurrences, self.positional) == (other.occurrences, other.positional)
+
+    def __hash__(self) -> int:
+        return hash((self.occurrences, self.positional))
+
+    def __repr__(self) -> str:
+        return f"Flags(occurrences={self.occurrences!r}, positional={self.positional!r})"
 
     def raw(self, name: str) -> list[str]:
-        return [value for flag, value in self.occurrences if flag == name]
+        return self._index.get(name) or []
 
     def value(self, name: str) -> str | None:
         """The effective value of a single-value flag (last one wins), None when absent."""
-        values = self.raw(name)
+        values = self._index.get(name)
         return values[-1] if values else None
 
     def is_set(self, name: str) -> bool:
         """Present with a non-empty value: `--client-ca-file=` leaves client-cert authentication off."""
+        values = self._index.get(name)
+        if not values:
+            return False
         if name in LIST_FLAGS:
-            return bool(self.items(name))
-        value = self.value(name)
-        return value is not None and value.strip() != ""
+            return any(item.strip() for value in values for item in value.split(","))
+        return values[-1].strip() != ""
 
     def items(self, name: str) -> list[str]:
         """The effective value of a list flag: every occurrence, split on commas, empty items dropped."""
         out: list[str] = []
-        for value in self.raw(name):
-            out.extend(item.strip() for item in value.split(",") if item.strip())
+        for value in self._index.get(name) or ():
+            for item in value.split(","):
+                item = item.strip()
+                if item:
+                    out.append(item)
         return out
 
     def names(self) -> set[str]:
-        return {flag for flag, _ in self.occurrences}
+        return set(self._index)
 
 
 def parse_flags(argv: Sequence[str]) -> Flags:
     occurrences: list[tuple[str, str]] = []
     positional: list[str] = []
     i = 0
-    while i < len(argv):
+    n = len(argv)
+    while i < n:
         token = argv[i]
         i += 1
+        if token[:1] != "-" or token == "-":
+            positional.append(token)
+            continue
         if token == "--":
             positional.extend(argv[i:])
             break
-        if not token.startswith("-") or token == "-":
-            positional.append(token)
-            continue
-        body = token[2:] if token.startswith("--") else token[1:]
-        name, sep, value = body.partition("=")
-        # kube-apiserver normalises word separators: --tls_cert_file is --tls-cert-file.
-        name = name.replace("_", "-")
+        name, sep, value = token[2:].partition("=") if token[1] == "-" else token[1:].partition("=")
+        if "_" in name:
+            name = name.replace("_", "-")  # kube-apiserver normalises word separators: --tls_cert_file
         if not name:
             positional.append(token)
             continue
         if not sep:
             if name in BOOLEAN_FLAGS:
                 value = "true"
-            elif i < len(argv) and not argv[i].startswith("-"):
+            elif i < n and argv[i][:1] != "-":
                 value = argv[i]
                 i += 1
             else:
                 value = ""
         occurrences.append((name, value))
-    return Flags(tuple(occurrences), tuple(positional))
+    return Flags(occurrences, positional)
 
 
 # --- kubelet $(VAR) expansion (k8s.io/kubernetes third_party/forked/golang/expansion) -------------------
@@ -279,6 +303,9 @@ def _shell_script(argv: Sequence[str]) -> str | None:
     return None
 
 
+_PROGRAMS = APISERVER_BINARIES | HYPERKUBE_BINARIES | SHELLS | WRAPPERS
+
+
 def find_apiserver_args(argv: Sequence[str], depth: int = 0) -> list[str] | None:
     """kube-apiserver's own arguments when `argv` runs it, directly or through wrappers; else None.
 
@@ -348,6 +375,8 @@ def apiserver_of(container: Mapping[str, Any]) -> ApiserverContainer | None:
     if command is None or args is None:
         return None
     env = container_env(container)
+    if command and _basename(expand(command[0], env)) not in _PROGRAMS:
+        return None  # most containers of a pod: decided by their program alone, before expanding the rest
     command = [expand(item, env) for item in command]
     args = [expand(item, env) for item in args]
     image = container.get("image") if isinstance(container.get("image"), str) else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from webhook.catalog import Catalog, Control
 from webhook.cmdline import ApiserverContainer, Flags, apiserver_containers, image_version, parse_bool
@@ -29,90 +29,143 @@ def _spell(flags: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
-def _check_set(check: Mapping[str, Any], flags: Flags, _: Context) -> str | None:
-    missing = [f for f in check["flags"] if flags.value(f) is None]
-    empty = [f for f in check["flags"] if f not in missing and not flags.is_set(f)]
-    problems = []
-    if missing:
-        problems.append(f"{_spell(missing)} {'is' if len(missing) == 1 else 'are'} not set")
-    if empty:
-        problems.append(f"{_spell(empty)} {'is' if len(empty) == 1 else 'are'} empty")
-    return "; ".join(problems) or None
+# Each operator takes a control's `check` data and returns a checker: a closure over that data, built once per
+# control, that says what is wrong with a command line (or None when it passes). The catalog names operators.
+Checker = Callable[[Flags, Context], "str | None"]
 
 
-def _check_unset(check: Mapping[str, Any], flags: Flags, _: Context) -> str | None:
-    value = flags.value(check["flag"])
-    return None if value is None else f"--{check['flag']} is set"
+def _op_set(check: Mapping[str, Any]) -> Checker:
+    names = tuple(str(n) for n in check["flags"])
+
+    def checker(flags: Flags, _: Context) -> str | None:
+        for name in names:
+            value = flags.value(name)
+            if value is None or not value.strip():
+                break
+        else:
+            return None  # every flag has a non-empty effective value
+        missing = [n for n in names if flags.value(n) is None]
+        # list flags: an empty repeat does not undo earlier values, so emptiness is is_set's call
+        empty = [n for n in names if n not in missing and not flags.is_set(n)]
+        if not missing and not empty:
+            return None
+        problems = []
+        if missing:
+            problems.append(f"{_spell(missing)} {'is' if len(missing) == 1 else 'are'} not set")
+        if empty:
+            problems.append(f"{_spell(empty)} {'is' if len(empty) == 1 else 'are'} empty")
+        return "; ".join(problems)
+
+    return checker
 
 
-def _check_bool(check: Mapping[str, Any], flags: Flags, _: Context) -> str | None:
-    name, want = check["flag"], bool(check["expect"])
-    raw = flags.value(name)
-    if raw is None:
-        default = bool(check["default"])
-        return None if default == want else f"--{name} is not set (default {str(default).lower()})"
-    value = parse_bool(raw)
-    if value is None:
-        return f"--{name}={raw} is not a boolean kube-apiserver accepts"
-    return None if value == want else f"--{name} is {str(value).lower()}"
+def _op_unset(check: Mapping[str, Any]) -> Checker:
+    name = str(check["flag"])
+
+    def checker(flags: Flags, _: Context) -> str | None:
+        return None if flags.value(name) is None else f"--{name} is set"
+
+    return checker
 
 
-def _check_list(check: Mapping[str, Any], flags: Flags, _: Context) -> str | None:
-    name = check["flag"]
-    items = flags.items(name)
-    if not items:
-        return f"--{name} is not set (default {check['default']})"
-    if "includes" in check and check["includes"] not in items:
-        return f"--{name}={','.join(items)} does not include {check['includes']}"
-    if "excludes" in check and check["excludes"] in items:
-        return f"--{name}={','.join(items)} includes {check['excludes']}"
-    return None
+def _op_bool(check: Mapping[str, Any]) -> Checker:
+    name, want, default = str(check["flag"]), bool(check["expect"]), bool(check["default"])
+
+    def checker(flags: Flags, _: Context) -> str | None:
+        raw = flags.value(name)
+        if raw is None:
+            return None if default == want else f"--{name} is not set (default {str(default).lower()})"
+        value = parse_bool(raw)
+        if value is None:
+            return f"--{name}={raw} is not a boolean kube-apiserver accepts"
+        return None if value == want else f"--{name} is {str(value).lower()}"
+
+    return checker
 
 
-def _check_ciphers(check: Mapping[str, Any], flags: Flags, ctx: Context) -> str | None:
-    name = check["flag"]
-    items = flags.items(name)
-    if not items:
-        return f"--{name} is not set (Go's default list includes CBC and RSA key-exchange suites)"
-    allowed = set(ctx.catalog.cipher_lists[ctx.catalog.cipher_list_for[ctx.benchmark]])
-    aliases: Mapping[str, str] = check.get("aliases") or {}
-    allowed |= {alias for alias, target in aliases.items() if target in allowed}
-    allowed |= {target for alias, target in aliases.items() if alias in allowed}
-    weak = [s for s in items if s not in allowed]
-    if weak:
-        return f"--{name} has suites outside the strong list: {', '.join(weak)}"
-    return None
+def _op_list(check: Mapping[str, Any]) -> Checker:
+    name, default = str(check["flag"]), str(check["default"])
+    includes, excludes = check.get("includes"), check.get("excludes")
 
-
-def _check_retired(check: Mapping[str, Any], flags: Flags, ctx: Context) -> str | None:
-    name = check["flag"]
-    if flags.value(name) is None or ctx.kubernetes is None:
+    def checker(flags: Flags, _: Context) -> str | None:
+        items = flags.items(name)
+        if not items:
+            return f"--{name} is not set (default {default})"
+        if includes is not None and includes not in items:
+            return f"--{name}={','.join(items)} does not include {includes}"
+        if excludes is not None and excludes in items:
+            return f"--{name}={','.join(items)} includes {excludes}"
         return None
-    major, minor = (int(p) for p in str(check["removed_in"]).split("."))
-    if ctx.kubernetes >= (major, minor):
+
+    return checker
+
+
+def _op_ciphers(check: Mapping[str, Any]) -> Checker:
+    name = str(check["flag"])
+    aliases: Mapping[str, str] = check.get("aliases") or {}
+    allowed_by_list: dict[int, frozenset[str]] = {}
+
+    def allowed_for(ctx: Context) -> frozenset[str]:
+        suites = ctx.catalog.cipher_lists[ctx.catalog.cipher_list_for[ctx.benchmark]]
+        cached = allowed_by_list.get(id(suites))
+        if cached is None:
+            allowed = set(suites)
+            allowed |= {alias for alias, target in aliases.items() if target in allowed}
+            allowed |= {target for alias, target in aliases.items() if alias in allowed}
+            cached = allowed_by_list[id(suites)] = frozenset(allowed)
+        return cached
+
+    def checker(flags: Flags, ctx: Context) -> str | None:
+        items = flags.items(name)
+        if not items:
+            return f"--{name} is not set (Go's default list includes CBC and RSA key-exchange suites)"
+        allowed = allowed_for(ctx)
+        weak = [suite for suite in items if suite not in allowed]
+        return f"--{name} has suites outside the strong list: {', '.join(weak)}" if weak else None
+
+    return checker
+
+
+def _op_retired(check: Mapping[str, Any]) -> Checker:
+    name = str(check["flag"])
+    removed = tuple(int(p) for p in str(check["removed_in"]).split("."))[:2]
+
+    def checker(flags: Flags, ctx: Context) -> str | None:
+        if ctx.kubernetes is None or ctx.kubernetes < removed or flags.value(name) is None:
+            return None
         running = f"{ctx.kubernetes[0]}.{ctx.kubernetes[1]}"
-        return f"--{name} is set, but was removed in Kubernetes {major}.{minor} and the image is {running}"
-    return None
+        return f"--{name} is set, but was removed in Kubernetes {removed[0]}.{removed[1]} and the image is {running}"
+
+    return checker
 
 
-Check = Callable[[Mapping[str, Any], Flags, Context], "str | None"]
-CHECKS: Mapping[str, Check] = {
-    "set": _check_set,
-    "unset": _check_unset,
-    "bool": _check_bool,
-    "list": _check_list,
-    "ciphers": _check_ciphers,
-    "retired": _check_retired,
+OPERATORS: Mapping[str, Callable[[Mapping[str, Any]], Checker]] = {
+    "set": _op_set,
+    "unset": _op_unset,
+    "bool": _op_bool,
+    "list": _op_list,
+    "ciphers": _op_ciphers,
+    "retired": _op_retired,
 }
+_CHECKERS: dict[int, tuple[Control, Checker]] = {}
+
+
+def checker_for(control: Control) -> Checker:
+    """The control's compiled check; the control is kept with it so its id cannot be reused."""
+    entry = _CHECKERS.get(id(control))
+    if entry is None or entry[0] is not control:
+        entry = _CHECKERS[id(control)] = (control, OPERATORS[control.check["op"]](control.check))
+    return entry[1]
 
 
 def run_check(control: Control, flags: Flags, ctx: Context) -> str | None:
     """What is wrong with these flags for this control, or None when it passes."""
-    return CHECKS[control.check["op"]](control.check, flags, ctx)
+    return checker_for(control)(flags, ctx)
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(NamedTuple):
+    """One failed control on one container. A NamedTuple: made on the admission hot path, it must be cheap."""
+
     key: str
     cis_id: str | None
     benchmark: str
@@ -188,11 +241,10 @@ def judge_container(apiserver: ApiserverContainer, subject: Subject, policy: Pol
     benchmark = policy.benchmark_for(kubernetes)
     ctx = Context(policy.catalog, benchmark, kubernetes)
     findings = []
-    for control in policy.catalog.controls:
-        mode = policy.mode_for(control)
-        if mode is Mode.OFF:
-            continue
-        detail = run_check(control, apiserver.flags, ctx)
+    flags = apiserver.flags
+    where = where_to_fix(subject)
+    for control, mode in policy.active_controls:
+        detail = checker_for(control)(flags, ctx)
         if detail is None:
             continue
         findings.append(
@@ -204,9 +256,9 @@ def judge_container(apiserver: ApiserverContainer, subject: Subject, policy: Pol
                 detail=detail,
                 consequence=control.consequence,
                 fix=control.fix,
-                where=where_to_fix(subject),
+                where=where,
                 mode=mode,
-                hidden_by=_hider(control, apiserver.flags, policy.catalog),
+                hidden_by=_hider(control, flags, policy.catalog),
             )
         )
     return findings

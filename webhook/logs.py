@@ -8,8 +8,10 @@ import logging
 import sys
 from typing import Any
 
-# Attributes every LogRecord has; anything else passed in `extra=` is a field of the JSON line.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
+
+def fields(**values: Any) -> dict[str, dict[str, Any]]:
+    """`extra=` for a log call: these become fields of the JSON line (`log.info("decision", extra=fields(...))`)."""
+    return {"fields": values}
 
 
 class JsonFormatter(logging.Formatter):
@@ -20,9 +22,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                line[key] = value
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            line.update(extra)
         if record.exc_info and record.exc_info[0] is not None:
             line["error"] = record.exc_info[0].__name__  # the type only: tracebacks can quote request data
         return json.dumps(line, default=str)

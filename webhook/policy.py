@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -89,6 +90,12 @@ class Policy:
         return not self.workload_namespaces or any(
             fnmatch.fnmatchcase(namespace, pattern) for pattern in self.workload_namespaces
         )
+
+    @functools.cached_property
+    def active_controls(self) -> tuple[tuple[Control, Mode], ...]:
+        """Every control that is not off, with its mode; worked out once per policy, not per review."""
+        pairs = ((control, self.mode_for(control)) for control in self.catalog.controls)
+        return tuple((control, mode) for control, mode in pairs if mode is not Mode.OFF)
 
     def mode_for(self, control: Control) -> Mode:
         """A control's own setting wins; otherwise the global mode, capped at warn for manual controls."""

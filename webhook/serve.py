@@ -10,14 +10,16 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
-from fastapi import FastAPI
 
 from webhook import logs
 from webhook.certs import CertFiles
 from webhook.tls import server_context
+
+if TYPE_CHECKING:
+    from webhook.server import ASGIApp
 
 log = logging.getLogger("apiserver_tls_guard")
 SETTINGS_ENV = "APISERVER_TLS_GUARD_SERVE"
@@ -37,6 +39,8 @@ class ServeSettings:
     log_level: str = "info"
     log_format: str = "json"
     http: str = "httptools"
+    # The ASGI app factory; benchmarks swap in a bare app to measure the same server and TLS stack.
+    app_factory: str = "webhook.serve:build_app"
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class TlsContextFactory:
         return server_context(self.cert, self.key)
 
 
-def build_app() -> FastAPI:
+def build_app() -> ASGIApp:
     """uvicorn's app factory, run in every worker: settings come from the environment the CLI set."""
     from webhook import metrics
     from webhook.policy import load_policy
@@ -74,7 +78,7 @@ def serve(settings: ServeSettings) -> int:
     if settings.http != "auto":
         options["http"] = settings.http
     config = uvicorn.Config(
-        "webhook.serve:build_app",
+        settings.app_factory,
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -92,12 +96,12 @@ def serve(settings: ServeSettings) -> int:
     )
     log.info(
         "serving",
-        extra={
-            "url": f"https://{settings.host}:{settings.port}",
-            "workers": settings.workers,
-            "mode": settings.mode or "(config)",
-            "certificate": str(files.cert),
-        },
+        extra=logs.fields(
+            url=f"https://{settings.host}:{settings.port}",
+            workers=settings.workers,
+            mode=settings.mode or "(config)",
+            certificate=str(files.cert),
+        ),
     )
     if settings.workers > 1:
         sock = config.bind_socket()

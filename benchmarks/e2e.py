@@ -1,0 +1,126 @@
+"""End to end: the webhook against a bare ASGI app on the same server and TLS settings, side by side.
+
+Both run as `webhook.serve` processes (same uvicorn, parser, TLS 1.2+/AEAD context, keep-alive) with one worker;
+the load comes from benchmarks/loadgen.py in this process over keep-alive TLS connections, posting the same
+kube-apiserver pod review. Printed: requests/s at full speed, p50/p99 at a fixed 200 requests/s, the ratios,
+and each server's resident memory after the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.loadgen import Result, closed_loop, open_loop
+from webhook.certs import ensure_certs
+from webhook.client import review_for
+from webhook.documents import load_documents
+
+ROOT = Path(__file__).resolve().parent.parent
+NAME = "apiserver-tls-guard.apiserver-tls-guard.svc"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start(certs: Path, app_factory: str, http: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    code = (
+        "from webhook.serve import ServeSettings, serve; "
+        f"serve(ServeSettings(certs_dir={str(certs)!r}, host='127.0.0.1', port={port}, mode='enforce', "
+        f"app_factory={app_factory!r}, http={http!r}))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with log.open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-c", code], stdout=sink, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process, port
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(log.read_text())
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(port: int, context: object, body: bytes, seconds: float, connections: int) -> tuple[Result, Result]:
+    import ssl
+
+    assert isinstance(context, ssl.SSLContext)
+    asyncio.run(closed_loop(port, context, NAME, body, connections, 1.0))  # warm-up
+    full = asyncio.run(closed_loop(port, context, NAME, body, connections, seconds))
+    paced = asyncio.run(open_loop(port, context, NAME, body, 200, seconds))
+    return full, paced
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--compare-parsers", action="store_true", help="also run the webhook with h11")
+    args = parser.parse_args()
+
+    import ssl
+
+    work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    files = ensure_certs(work / "certs").files
+    context = ssl.create_default_context(cafile=str(files.ca_cert))
+    obj = load_documents((ROOT / "manifests/examples/kube-apiserver-self-signed.yaml").read_text())[0].obj
+    body = json.dumps(review_for(obj)).encode()
+    print(f"review body: {len(body)} bytes (a kube-apiserver static pod with 14 flags; enforce mode: denied)")
+
+    runs = [
+        ("bare ASGI app (baseline)", "benchmarks.bare_app:build", "httptools"),
+        ("apiserver-tls-guard", "webhook.serve:build_app", "httptools"),
+    ]
+    if args.compare_parsers:
+        runs.append(("apiserver-tls-guard, h11 parser", "webhook.serve:build_app", "h11"))
+    results: dict[str, tuple[Result, Result, float]] = {}
+    for label, factory, http in runs:
+        process, port = start(files.directory, factory, http, work / f"{label.split()[0]}-{http}.log")
+        try:
+            full, paced = measure(port, context, body, args.seconds, args.connections)
+            results[label] = (full, paced, rss_mb(process.pid))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        print(
+            f"{label}:\n  full speed, {args.connections} connections: {full.summary()}\n"
+            f"  paced 200 req/s: {paced.summary()}\n  RSS after the runs: {results[label][2]:.1f} MB"
+        )
+
+    bare_full, bare_paced, _ = results["bare ASGI app (baseline)"]
+    ours_full, ours_paced, ours_rss = results["apiserver-tls-guard"]
+    print("\nratio apiserver-tls-guard / bare app (same run, same machine):")
+    print(f"  throughput {ours_full.rate / bare_full.rate:.2f}x  (target >= 0.80x)")
+    print(
+        f"  p99 at 200 req/s: {ours_paced.percentile(99) * 1000:.2f} ms vs {bare_paced.percentile(99) * 1000:.2f} ms"
+        f"  (target <= 5 ms)"
+    )
+    print(f"  RSS per worker: {ours_rss:.1f} MB  (target <= 80 MB)")
+    errors = sum(full.errors + paced.errors for full, paced, _ in results.values())
+    print(f"  errors: {errors}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
