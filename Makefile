@@ -8,7 +8,7 @@ PORT   ?= 8443
 MODE   ?= enforce
 PY_SRC := webhook tests $(wildcard benchmarks)
 
-.PHONY: run test lint unit install clean
+.PHONY: run test lint unit install clean bench fuzz soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ unit: $(STAMP)
 	$(BIN)/pytest -q -n 2
 
 test: lint unit
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run_all
+
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} $(BIN)/pytest -q -s tests/test_fuzz.py
+
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak --seconds $${SOAK_SECONDS:-60} --rate 200
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
