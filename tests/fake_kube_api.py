@@ -1,8 +1,9 @@
 """A small HTTPS server that answers the few Kubernetes API calls the project makes, with the real JSON shapes.
 
 No kube-apiserver can run on these machines. This stands in for it for the official `kubernetes` client: list
-calls with `limit`/`continue` paging (metadata.continue), `Status` bodies for errors (403 Forbidden, 404
-NotFound, 409 Conflict), and bearer-token authentication. Its certificate comes from our own CA class.
+calls with `limit`/`continue` paging (metadata.continue); get, create and replace of single objects with
+resourceVersion checks; `Status` bodies for errors (403 Forbidden, 404 NotFound, 409 Conflict and
+AlreadyExists); bearer-token authentication. Its certificate comes from our own CA class.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,17 +39,27 @@ def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
 @dataclass
 class FakeKubeApi:
     lists: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # path -> items
-    forbidden: set[str] = field(default_factory=set)
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)  # path of the object -> object
+    forbidden: set[str] = field(default_factory=set)  # "PATH" or "METHOD PATH"
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # method, path+query, authorization
+    hooks: dict[str, Callable[[], object]] = field(default_factory=dict)  # "METHOD PATH" -> run once, first
     port: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    version: int = 100
 
-    def handle(self, method: str, raw_path: str, auth: str) -> tuple[int, dict[str, Any]]:
+    def handle(self, method: str, raw_path: str, auth: str, body: bytes = b"") -> tuple[int, dict[str, Any]]:
         self.requests.append((method, raw_path, auth))
         url = urlsplit(raw_path)
+        hook = self.hooks.pop(f"{method} {url.path}", None)
+        if hook is not None:
+            hook()  # e.g. another replica's whole sync, served by other threads meanwhile
         if auth != f"Bearer {TOKEN}":
             return 401, status_body(401, "Unauthorized", "Unauthorized")
-        if url.path in self.forbidden:
-            return 403, status_body(403, "Forbidden", f'cannot list resource at "{url.path}"')
+        if url.path in self.forbidden or f"{method} {url.path}" in self.forbidden:
+            return 403, status_body(403, "Forbidden", f'{method.lower()} is forbidden at "{url.path}"')
+        if method in ("POST", "PUT") or url.path in self.objects:
+            with self.lock:
+                return self._object(method, url.path, json.loads(body) if body else {})
         if method == "GET" and url.path in self.lists:
             query = parse_qs(url.query)
             limit = int(query.get("limit", ["500"])[0])
@@ -65,6 +76,37 @@ class FakeKubeApi:
             }
         return 404, status_body(404, "NotFound", f"the server could not find the requested resource ({url.path})")
 
+    def _object(self, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if method == "GET":
+            if path not in self.objects:
+                return 404, status_body(404, "NotFound", f'"{path.rsplit("/", 1)[-1]}" not found')
+            return 200, json.loads(json.dumps(self.objects[path]))
+        if method == "POST":
+            path = f"{path}/{body['metadata']['name']}"
+            if path in self.objects:
+                return 409, status_body(409, "AlreadyExists", f'"{body["metadata"]["name"]}" already exists')
+            return self._store(path, body, 201)
+        if method == "PUT":
+            if path not in self.objects:
+                return 404, status_body(404, "NotFound", f'"{path.rsplit("/", 1)[-1]}" not found')
+            sent = (body.get("metadata") or {}).get("resourceVersion")
+            current = self.objects[path]["metadata"]["resourceVersion"]
+            if sent != current:
+                return 409, status_body(
+                    409,
+                    "Conflict",
+                    "Operation cannot be fulfilled: the object has been modified; please apply "
+                    "your changes to the latest version and try again",
+                )
+            return self._store(path, body, 200)
+        return 405, status_body(405, "MethodNotAllowed", method)
+
+    def _store(self, path: str, body: dict[str, Any], code: int) -> tuple[int, dict[str, Any]]:
+        self.version += 1
+        body.setdefault("metadata", {})["resourceVersion"] = str(self.version)
+        self.objects[path] = body
+        return code, json.loads(json.dumps(body))
+
 
 @contextmanager
 def serve_fake_api(api: FakeKubeApi, tmp: Path) -> Iterator[Path]:
@@ -78,7 +120,18 @@ def serve_fake_api(api: FakeKubeApi, tmp: Path) -> Iterator[Path]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            code, body = api.handle("GET", self.path, self.headers.get("Authorization", ""))
+            self._answer("GET")
+
+        def do_POST(self) -> None:
+            self._answer("POST")
+
+        def do_PUT(self) -> None:
+            self._answer("PUT")
+
+        def _answer(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            sent = self.rfile.read(length) if length else b""
+            code, body = api.handle(method, self.path, self.headers.get("Authorization", ""), sent)
             data = json.dumps(body).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")

@@ -17,7 +17,7 @@ def _review(server: RunningServer, *args: str) -> tuple[int, str, str]:
 def test_demo_denial_in_enforce_mode(enforce_server: RunningServer) -> None:
     code, out, _ = _review(enforce_server, str(EXAMPLES / "kube-apiserver-self-signed.yaml"))
     assert code == 1
-    assert out.startswith('Error from server (Forbidden): admission webhook "apiserver-tls-guard.k8s.io" denied')
+    assert out.startswith('Error from server (Forbidden): admission webhook "pods.apiserver-tls-guard.io" denied')
     assert "CIS 1.2.30 (benchmark v1.5.1)" in out and "CIS 1.2.31" not in out
 
 

@@ -83,10 +83,12 @@ class CA:
         self._key = key
 
     @classmethod
-    def create(cls, common_name: str = "apiserver-tls-guard CA", days: int = CA_DAYS) -> CA:
+    def create(
+        cls, common_name: str = "apiserver-tls-guard CA", days: int = CA_DAYS, now: dt.datetime | None = None
+    ) -> CA:
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        now = _now()
+        now = now or _now()
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -130,12 +132,12 @@ class CA:
     def key_pem(self) -> bytes:
         return _key_pem(self._key)
 
-    def issue_cert(self, *identities: str, days: int = SERVING_DAYS) -> LeafCert:
+    def issue_cert(self, *identities: str, days: int = SERVING_DAYS, now: dt.datetime | None = None) -> LeafCert:
         """A serverAuth certificate for the given DNS names and IP addresses, signed by this CA."""
         if not identities:
             raise ValueError("a serving certificate needs at least one identity")
         key = ec.generate_private_key(ec.SECP256R1())
-        now = _now()
+        now = now or _now()
         ca_ski = self.cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         cert = (
             x509.CertificateBuilder()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from webhook import __version__, logs
-from webhook.certs import DEFAULT_NAMESPACE, DEFAULT_SERVICE, ca_bundle, ensure_certs
+from webhook.certs import DEFAULT_NAMESPACE, DEFAULT_SERVICE, CertFiles, ca_bundle, ensure_certs
 from webhook.policy import GLOBAL_MODES, ConfigError, Policy, load_policy
 from webhook.report import Judged
 
@@ -49,7 +50,22 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from webhook.serve import ServeSettings, serve  # uvicorn is only imported by the command that needs it
 
     _policy(args)  # a bad configuration stops here, with its reason, before anything listens
-    ensure_certs(args.certs_dir, args.service, args.namespace)
+    if args.cluster_certs:
+        from webhook.cluster_certs import ClusterCertificates, LifecycleNames
+
+        names = LifecycleNames(args.namespace, args.secret, args.webhook_config, args.service)
+        ClusterCertificates.start(names, args.certs_dir, args.kubeconfig)
+    elif args.external_certs:
+        missing = [
+            str(p)
+            for p in (CertFiles(Path(args.certs_dir)).cert, CertFiles(Path(args.certs_dir)).key)
+            if not p.is_file()
+        ]
+        if missing:
+            print(f"apiserver-tls-guard: --external-certs: missing {', '.join(missing)}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        ensure_certs(args.certs_dir, args.service, args.namespace)
     settings = ServeSettings(
         certs_dir=args.certs_dir,
         host=args.host,
@@ -63,6 +79,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         log_format=args.log_format,
         http=args.http,
+        reload_interval=args.reload_interval,
     )
     return serve(settings)
 
@@ -123,6 +140,19 @@ def _cmd_scan(args: argparse.Namespace) -> int:
     return _print_report(judged, errors, policy, args.format)
 
 
+def _cmd_render(args: argparse.Namespace) -> int:
+    from webhook.render import RenderError, render
+
+    try:
+        text, hint = render(Path(args.manifests), args.overlay, args.namespace, Path(args.certs_dir))
+    except RenderError as err:
+        print(f"apiserver-tls-guard: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    print(text, end="")
+    print(hint, file=sys.stderr)
+    return EXIT_OK
+
+
 def _cmd_review(args: argparse.Namespace) -> int:
     from webhook.client import ReviewError, render, review_for, send
     from webhook.documents import DocumentError, load_documents
@@ -176,6 +206,23 @@ def build_parser() -> argparse.ArgumentParser:
         default=25,
         help="seconds in-flight reviews get to finish after SIGTERM (keep below terminationGracePeriodSeconds)",
     )
+    certs_group = serve.add_mutually_exclusive_group()
+    certs_group.add_argument(
+        "--external-certs",
+        action="store_true",
+        help="use tls.crt/tls.key in --certs-dir as given (cert-manager, a mounted Secret); never make them",
+    )
+    certs_group.add_argument(
+        "--cluster-certs",
+        action="store_true",
+        help="keep CA and serving certificate in a Secret, publish the caBundle, rotate (README, 'Certificates')",
+    )
+    serve.add_argument("--secret", default="apiserver-tls-guard-certs", help="Secret for --cluster-certs")
+    serve.add_argument(
+        "--webhook-config", default="apiserver-tls-guard", help="ValidatingWebhookConfiguration whose caBundle to keep"
+    )
+    serve.add_argument("--kubeconfig", help="for --cluster-certs outside a cluster (default: in-cluster)")
+    serve.add_argument("--reload-interval", type=float, default=5.0, help="seconds between looks at the cert files")
     serve.add_argument("--http", default="httptools", choices=["httptools", "h11", "auto"], help="HTTP/1.1 parser")
     _add_policy_options(serve, default_mode=None)
     serve.set_defaults(func=_cmd_serve)
@@ -199,6 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--format", choices=["text", "json", "sarif"], default="text")
     _add_policy_options(scan, default_mode=None)
     scan.set_defaults(func=_cmd_scan)
+
+    render = sub.add_parser(
+        "render",
+        help="print the manifests of an overlay with the caBundle filled in (GitOps; no writes to the cluster)",
+    )
+    render.add_argument("--overlay", required=True, choices=["warn", "enforce"])
+    render.add_argument("--namespace", default=DEFAULT_NAMESPACE)
+    render.add_argument("--certs-dir", default="certs", help="CA and serving certificate (made here when missing)")
+    render.add_argument("--manifests", default="manifests", help="the kustomize tree (base/ and overlays/)")
+    render.set_defaults(func=_cmd_render)
 
     review = sub.add_parser(
         "review", help="send manifests to a running webhook as kube-apiserver would; print what kubectl would"

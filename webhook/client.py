@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-WEBHOOK_NAME = "apiserver-tls-guard.k8s.io"
+WEBHOOK_NAME = "pods.apiserver-tls-guard.io"
 
 
 class ReviewError(Exception):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from webhook import logs
+from webhook import logs, reload
 from webhook.certs import CertFiles
 from webhook.tls import server_context
 
@@ -39,6 +39,7 @@ class ServeSettings:
     log_level: str = "info"
     log_format: str = "json"
     http: str = "httptools"
+    reload_interval: float = 5.0  # seconds between looks at the certificate files
     # The ASGI app factory; benchmarks swap in a bare app to measure the same server and TLS stack.
     app_factory: str = "webhook.serve:build_app"
 
@@ -51,7 +52,7 @@ class TlsContextFactory:
     key: str
 
     def __call__(self, _: uvicorn.Config, __: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-        return server_context(self.cert, self.key)
+        return reload.register(server_context(self.cert, self.key))
 
 
 def build_app() -> ASGIApp:
@@ -65,7 +66,8 @@ def build_app() -> ASGIApp:
     policy = load_policy(settings.config, mode=settings.mode, cisVersion=settings.cis_version)
     files = CertFiles(Path(settings.certs_dir))
     metrics.record_certificates(files.cert, files.ca_cert)
-    return create_app(policy)
+    reloader = reload.CertReloader(files.cert, files.key, files.ca_cert, settings.reload_interval)
+    return create_app(policy, background=[reloader.run])
 
 
 def serve(settings: ServeSettings) -> int:

@@ -8,10 +8,12 @@ unknown paths) is FastAPI.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -144,9 +146,20 @@ def _problem(status: int, message: str) -> JSONResponse:
     return JSONResponse(json.loads(_problem_body(status, message)), status_code=status)
 
 
-def create_api() -> FastAPI:
-    """Everything but the hot path: health, readiness, metrics, and JSON errors for anything else."""
-    app = FastAPI(title="apiserver-tls-guard", docs_url=None, redoc_url=None, openapi_url=None)
+def create_api(background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()) -> FastAPI:
+    """Everything but the hot path: health, readiness, metrics, and JSON errors for anything else.
+
+    `background` tasks (the certificate reloader) run for as long as the server does.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(job()) for job in background]
+        yield
+        for task in tasks:
+            task.cancel()
+
+    app = FastAPI(title="apiserver-tls-guard", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -173,8 +186,8 @@ def create_api() -> FastAPI:
     return app
 
 
-def create_app(policy: Policy) -> ASGIApp:
-    api = create_api()
+def create_app(policy: Policy, background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()) -> ASGIApp:
+    api = create_api(background)
     validate = validate_endpoint(policy)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,0 +1,28 @@
+# syntax=docker/dockerfile:1
+# Two stages: the first builds a virtualenv, the second only copies it. The final image has no compiler, no
+# pip, no source tree and no secrets; certificates are made at run time (or mounted), never baked in.
+ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+WORKDIR /src
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+COPY pyproject.toml README.md ./
+COPY webhook ./webhook
+# The project pins lower bounds in pyproject.toml; the image is rebuilt, and re-scanned, for every release.
+# hadolint ignore=DL3013
+RUN /opt/venv/bin/pip install . \
+ && /opt/venv/bin/pip uninstall --yes pip setuptools \
+ && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
+
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="apiserver-tls-guard" \
+      org.opencontainers.image.description="Admission webhook for kube-apiserver TLS flags (CIS 1.2)" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# A fixed non-root UID; the Deployment also sets runAsNonRoot and a read-only root filesystem.
+USER 65532:65532
+EXPOSE 8443
+ENTRYPOINT ["apiserver-tls-guard"]
+CMD ["serve", "--certs-dir=/var/run/apiserver-tls-guard/certs"]

@@ -1,0 +1,361 @@
+"""The install: kustomize renders, schemas validate, the security scan finds only what the README justifies,
+the webhooks' matchConditions send every real kube-apiserver manifest, the Dockerfile lints and its build steps run.
+
+The scanners come from the tools virtualenv `make test` installs (.venv-tools; TOOLS_BIN points at it).
+No Docker engine and no kube-apiserver run here: the image is linted and its Python build step is run; CEL is
+evaluated with the CEL library instead of kube-apiserver.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import cel
+import pytest
+import yaml
+
+from tests.conftest import CORPUS, ROOT, cli, requires_shared
+from tests.test_http import COMPLIANT, apiserver_pod, hosted_apiserver
+from webhook.cmdline import apiserver_containers
+from webhook.documents import load_documents
+from webhook.workloads import pod_spec
+
+OVERLAYS = ["warn", "enforce"]
+TOOLS = Path(os.environ.get("TOOLS_BIN") or ROOT / ".venv-tools" / "bin")
+
+
+def tool(name: str) -> str:
+    path = TOOLS / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run the tests through `make test`, which installs the scanners")
+    return str(path)
+
+
+def render(overlay: str) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        ["kubectl", "kustomize", str(ROOT / "manifests" / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    [doc] = [d for d in docs if d["kind"] == kind]
+    return doc
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    docs = render(request.param)
+    out = tmp_path_factory.mktemp(f"render-{request.param}") / f"{request.param}.yaml"
+    out.write_text(yaml.safe_dump_all(docs))
+    return request.param, out
+
+
+def test_overlays_render_with_their_failure_policy_and_mode() -> None:
+    for overlay, policy, mode in (("warn", "Ignore", "warn"), ("enforce", "Fail", "enforce")):
+        docs = render(overlay)
+        kinds = sorted(d["kind"] for d in docs)
+        assert kinds == sorted(
+            [
+                "Namespace",
+                "ServiceAccount",
+                "Role",
+                "RoleBinding",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "ConfigMap",
+                "Service",
+                "Deployment",
+                "PodDisruptionBudget",
+                "NetworkPolicy",
+                "ValidatingWebhookConfiguration",
+            ]
+        )
+        hooks = by_kind(docs, "ValidatingWebhookConfiguration")["webhooks"]
+        assert {h["failurePolicy"] for h in hooks} == {policy}
+        assert yaml.safe_load(by_kind(docs, "ConfigMap")["data"]["policy.yaml"])["mode"] == mode
+
+
+def test_schemas_validate(rendered: tuple[str, Path]) -> None:
+    _, path = rendered
+    result = subprocess.run(
+        [tool("kubernetes-validate"), "--strict", "--quiet", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _justified_checks() -> set[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Security scan", 1)[1].split("\n## ", 1)[0]
+    return set(re.findall(r"\| `(CKV2?_K8S_\d+)` \|", section))
+
+
+def test_security_scan_finds_nothing_the_readme_does_not_justify(rendered: tuple[str, Path]) -> None:
+    _, path = rendered
+    result = subprocess.run(
+        [
+            tool("checkov"),
+            "-f",
+            str(path),
+            "--framework",
+            "kubernetes",
+            "--quiet",
+            "--compact",
+            "--skip-download",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
+    )
+    report = json.loads(result.stdout)
+    report = report[0] if isinstance(report, list) else report
+    failed = {c["check_id"] for c in report["results"]["failed_checks"]}
+    assert report["summary"]["passed"] > 100
+    assert failed <= _justified_checks(), f"unjustified findings: {sorted(failed - _justified_checks())}"
+
+
+def test_webhook_configuration_is_safe_by_construction() -> None:
+    for overlay in OVERLAYS:
+        docs = render(overlay)
+        for hook in by_kind(docs, "ValidatingWebhookConfiguration")["webhooks"]:
+            assert hook["sideEffects"] == "None"  # dry-run requests are sent
+            assert hook["admissionReviewVersions"] == ["v1", "v1beta1"]
+            assert hook["timeoutSeconds"] <= 5
+            assert hook["clientConfig"]["service"] == {
+                "name": "apiserver-tls-guard",
+                "namespace": "apiserver-tls-guard",
+                "path": "/validate",
+                "port": 443,
+            }
+            assert hook["matchConditions"], "only kube-apiserver workloads are sent"
+            expressions = hook["namespaceSelector"]["matchExpressions"]
+            own = {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["apiserver-tls-guard"]}
+            assert own not in expressions
+            if hook["name"].startswith("workloads."):
+                assert {
+                    "key": "kubernetes.io/metadata.name",
+                    "operator": "NotIn",
+                    "values": ["apiserver-tls-guard"],
+                } in expressions
+            rules = {(op, res) for rule in hook["rules"] for op in rule["operations"] for res in rule["resources"]}
+            assert all(op in ("CREATE", "UPDATE") for op, _ in rules)
+
+
+def test_deployment_is_hardened() -> None:
+    docs = render("enforce")
+    deployment = by_kind(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 2
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    [container] = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert container["resources"]["requests"] and container["resources"]["limits"]
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert "--cluster-certs" in container["args"]
+    assert by_kind(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
+    assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
+
+
+def test_rbac_is_scoped_to_its_own_objects_by_name() -> None:
+    docs = render("warn")
+    role = by_kind(docs, "Role")
+    cluster_role = by_kind(docs, "ClusterRole")
+    named = [r for r in role["rules"] if "resourceNames" in r]
+    assert named == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": ["apiserver-tls-guard-certs"],
+            "verbs": ["get", "update"],
+        }
+    ]
+    unnamed = [r for r in role["rules"] if "resourceNames" not in r]
+    assert unnamed == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}]
+    assert cluster_role["rules"] == [
+        {
+            "apiGroups": ["admissionregistration.k8s.io"],
+            "resources": ["validatingwebhookconfigurations"],
+            "resourceNames": ["apiserver-tls-guard"],
+            "verbs": ["get", "update"],
+        }
+    ]
+
+
+# --- matchConditions, evaluated with CEL ------------------------------------------------------------------------
+
+
+def _conditions() -> dict[str, str]:
+    config = yaml.safe_load((ROOT / "manifests/base/validatingwebhookconfiguration.yaml").read_text())
+    return {h["name"]: h["matchConditions"][0]["expression"] for h in config["webhooks"]}
+
+
+def _sent(obj: dict[str, Any]) -> bool:
+    hook = "pods.apiserver-tls-guard.io" if obj["kind"] == "Pod" else "workloads.apiserver-tls-guard.io"
+    return bool(cel.evaluate(_conditions()[hook], {"object": obj}))
+
+
+@requires_shared()
+def test_every_corpus_apiserver_is_sent_to_the_webhook() -> None:
+    for path in sorted(CORPUS.iterdir()):
+        if path.suffix not in (".yaml", ".json") or path.name == "expected.json":
+            continue
+        for doc in load_documents(path.read_text(), path.name):
+            assert _sent(dict(doc.obj)), path.name
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        apiserver_pod(*COMPLIANT),
+        hosted_apiserver("Deployment", *COMPLIANT),
+        hosted_apiserver("CronJob", *COMPLIANT),
+        {
+            "kind": "Pod",
+            "spec": {
+                "containers": [
+                    {"name": "a", "image": "registry.k8s.io/kube-apiserver:v1.30.0", "args": ["--client-ca-file=/ca"]}
+                ]
+            },
+        },
+        {
+            "kind": "Pod",
+            "spec": {"containers": [{"name": "a", "command": ["/bin/sh", "-c", "exec hyperkube apiserver"]}]},
+        },
+    ],
+)
+def test_what_the_engine_judges_is_sent(obj: dict[str, Any]) -> None:
+    spec = pod_spec(obj)
+    assert spec is not None and apiserver_containers(spec)
+    assert _sent(obj)
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {
+            "kind": "Pod",
+            "spec": {
+                "containers": [
+                    {
+                        "name": "coredns",
+                        "image": "registry.k8s.io/coredns/coredns:v1.11.1",
+                        "args": ["-conf", "/etc/coredns/Corefile"],
+                    }
+                ]
+            },
+        },
+        {"kind": "Pod", "spec": {"containers": [{"name": "cni", "image": "docker.io/calico/node:v3.27.0"}]}},
+        {
+            "kind": "Pod",
+            "spec": {"containers": [{"name": "webhook", "image": "apiserver-tls-guard:0.1.0", "args": ["serve"]}]},
+        },
+    ],
+)
+def test_other_kube_system_pods_are_never_sent(obj: dict[str, Any]) -> None:
+    assert not _sent(obj)
+
+
+# --- render ----------------------------------------------------------------------------------------------------
+
+
+def test_render_fills_the_cabundle_and_never_writes_to_the_cluster(tmp_path: Path) -> None:
+    result = cli(
+        "render",
+        "--overlay",
+        "enforce",
+        "--namespace",
+        "guard",
+        "--certs-dir",
+        str(tmp_path / "c"),
+        "--manifests",
+        str(ROOT / "manifests"),
+    )
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    ca = (tmp_path / "c" / "ca.crt").read_bytes()
+    hooks = by_kind(docs, "ValidatingWebhookConfiguration")["webhooks"]
+    assert all(base64.b64decode(h["clientConfig"]["caBundle"]) == ca for h in hooks)
+    assert all(h["clientConfig"]["service"]["namespace"] == "guard" for h in hooks)
+    assert {d["kind"] for d in docs}.isdisjoint({"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"})
+    container = by_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--external-certs" in container["args"] and "--cluster-certs" not in container["args"]
+    assert all(d["metadata"].get("namespace", "guard") == "guard" for d in docs)
+    assert "PRIVATE KEY" not in result.stdout
+    assert "kubectl -n guard create secret generic apiserver-tls-guard-tls" in result.stderr
+    (tmp_path / "r.yaml").write_text(result.stdout)
+    check = subprocess.run(
+        [tool("kubernetes-validate"), "--strict", "--quiet", str(tmp_path / "r.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout
+
+
+def test_render_unknown_overlay_is_an_error(tmp_path: Path) -> None:
+    result = cli("render", "--overlay", "strict", "--certs-dir", str(tmp_path))
+    assert result.returncode == 2
+
+
+# --- Dockerfile ------------------------------------------------------------------------------------------------
+
+
+def test_dockerfile_lints_clean() -> None:
+    result = subprocess.run([tool("hadolint"), str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_runs_as_a_fixed_non_root_user_from_a_copied_venv() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    stages = [s for s in re.split(r"^FROM ", text, flags=re.M) if s.strip() and not s.startswith("#")]
+    assert len(stages) == 2
+    final = stages[-1]
+    assert re.search(r"^USER 65532:65532$", final, re.M)
+    assert "COPY --from=build /opt/venv /opt/venv" in final
+    assert "pip install" not in final and "apt-get" not in final
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {"certs", ".venv", "*.key"} <= set(ignored)
+
+
+def test_dockerfile_build_step_makes_a_complete_package(tmp_path: Path) -> None:
+    # The build stage runs `pip install .`: build the same wheel and check what the image would get.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    [wheel] = tmp_path.glob("apiserver_tls_guard-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "webhook/controls.yaml" in names and "webhook/serve.py" in names
+    assert not any(n.startswith(("tests/", "certs/", "benchmarks/")) for n in names)
+    entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "apiserver-tls-guard = webhook.cli:main" in entry
