@@ -59,12 +59,12 @@ class RunningServer:
 
 
 def _wait_ready(port: int, ca: Path, process: subprocess.Popen[bytes], log: Path) -> None:
-    context = apiserver_tls_context(ca)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited early: {log.read_text()}")
         try:
+            context = apiserver_tls_context(ca)  # the server may still be making (or fetching) it
             with (
                 socket.create_connection(("127.0.0.1", port), timeout=1) as sock,
                 context.wrap_socket(sock, server_hostname="localhost"),

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import ROOT
 from tests.fake_kube_api import FakeKubeApi, serve_fake_api
@@ -174,3 +175,37 @@ def test_secret_holds_no_surprises(cluster: tuple[FakeKubeApi, Path], tmp_path: 
     assert set(secret["data"]) == {"ca.crt", "ca.key", "tls.crt", "tls.key", "ca-bundle.crt"}
     assert secret["type"] == "Opaque"
     assert json.dumps(secret).count("PRIVATE KEY") == 0  # base64 in data, never plain text elsewhere
+
+
+def test_serve_with_cluster_certs_publishes_and_serves_the_secrets_chain(tmp_path: Path) -> None:
+    # The real server process, started as the Deployment starts it, against the API stand-in.
+    from tests.apiserver_client import ApiserverClient
+    from tests.conftest import start_server, stop_server
+
+    api = FakeKubeApi(objects={VWC: vwc()})
+    with serve_fake_api(api, tmp_path) as kubeconfig:
+        certs = tmp_path / "certs"
+        server = start_server(
+            certs,
+            tmp_path,
+            "--cluster-certs",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--namespace",
+            "apiserver-tls-guard",
+            "--service",
+            "apiserver-tls-guard",
+        )
+        try:
+            state = read_state(api.objects[SECRET])
+            assert state.ca is not None
+            bundle = tmp_path / "bundle.crt"
+            bundle.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in bundle_of(api)))
+            client = ApiserverClient(server.port, bundle)  # trusts exactly what the caBundle says
+            assert client.get("/healthz").status == 200
+            peer = client.conn.sock.getpeercert(binary_form=True) if client.conn.sock else None
+            assert peer is not None
+            x509.load_der_x509_certificate(peer).verify_directly_issued_by(state.ca.cert)
+            client.close()
+        finally:
+            stop_server(server)

@@ -25,6 +25,7 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -223,7 +224,7 @@ class ClusterCertificates:
     files: CertFiles
     timing: Timing = field(default_factory=Timing)
     published: str = ""  # the caBundle last seen in the webhook configuration
-    errors: list[str] = field(default_factory=list)
+    errors: deque[str] = field(default_factory=lambda: deque(maxlen=20))  # the latest, for tests and debugging
 
     @property
     def identities(self) -> list[str]:
