@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 from benchmarks.loadgen import Result, closed_loop, open_loop
-from webhook.certs import ensure_certs
+from webhook.certs import CertFiles, ensure_certs
 from webhook.client import review_for
 from webhook.documents import load_documents
 
@@ -62,10 +63,16 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def measure(port: int, context: object, body: bytes, seconds: float, connections: int) -> tuple[Result, Result]:
-    import ssl
+def prepare(prefix: str) -> tuple[Path, CertFiles, ssl.SSLContext, bytes]:
+    """A work folder, certificates made by our own code, a client context trusting them, and the review to send."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    files = ensure_certs(work / "certs").files
+    context = ssl.create_default_context(cafile=str(files.ca_cert))
+    obj = load_documents((ROOT / "manifests/examples/kube-apiserver-self-signed.yaml").read_text())[0].obj
+    return work, files, context, json.dumps(review_for(obj)).encode()
 
-    assert isinstance(context, ssl.SSLContext)
+
+def measure(port: int, context: ssl.SSLContext, body: bytes, seconds: float, connections: int) -> tuple[Result, Result]:
     asyncio.run(closed_loop(port, context, NAME, body, connections, 1.0))  # warm-up
     full = asyncio.run(closed_loop(port, context, NAME, body, connections, seconds))
     paced = asyncio.run(open_loop(port, context, NAME, body, 200, seconds))
@@ -79,13 +86,7 @@ def main() -> int:
     parser.add_argument("--compare-parsers", action="store_true", help="also run the webhook with h11")
     args = parser.parse_args()
 
-    import ssl
-
-    work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
-    files = ensure_certs(work / "certs").files
-    context = ssl.create_default_context(cafile=str(files.ca_cert))
-    obj = load_documents((ROOT / "manifests/examples/kube-apiserver-self-signed.yaml").read_text())[0].obj
-    body = json.dumps(review_for(obj)).encode()
+    work, files, context, body = prepare("bench-e2e-")
     print(f"review body: {len(body)} bytes (a kube-apiserver static pod with 14 flags; enforce mode: denied)")
 
     runs = [

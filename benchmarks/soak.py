@@ -8,17 +8,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import ssl
 import sys
-import tempfile
-from pathlib import Path
 
-from benchmarks.e2e import NAME, ROOT, rss_mb, start
+from benchmarks.e2e import NAME, prepare, rss_mb, start
 from benchmarks.loadgen import open_loop
-from webhook.certs import ensure_certs
-from webhook.client import review_for
-from webhook.documents import load_documents
 
 
 def main() -> int:
@@ -28,11 +21,7 @@ def main() -> int:
     parser.add_argument("--slices", type=int, default=6)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench-soak-"))
-    files = ensure_certs(work / "certs").files
-    context = ssl.create_default_context(cafile=str(files.ca_cert))
-    obj = load_documents((ROOT / "manifests/examples/kube-apiserver-self-signed.yaml").read_text())[0].obj
-    body = json.dumps(review_for(obj)).encode()
+    work, files, context, body = prepare("bench-soak-")
     process, port = start(files.directory, "webhook.serve:build_app", "httptools", work / "soak.log")
     errors = requests = 0
     samples: list[float] = []
