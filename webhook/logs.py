@@ -20,6 +20,7 @@ class JsonFormatter(logging.Formatter):
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,  # which worker, with serve --workers N
             "msg": record.getMessage(),
         }
         extra = getattr(record, "fields", None)
