@@ -210,3 +210,15 @@ def test_pre_commit_hook_runs_check() -> None:
     [hook] = hooks
     assert hook["entry"] == "apiserver-tls-guard check"
     assert hook["language"] == "python" and "yaml" in hook["types_or"]
+
+
+def test_sarif_line_is_the_flag_itself_not_a_look_alike(tmp_path: Path) -> None:
+    # --requestheader-client-ca-file contains "-client-ca-file": the annotation must point at the real flag.
+    flags = [f for f in COMPLIANT if not f.startswith("--client-ca-file")]
+    manifest = tmp_path / "kube-apiserver.yaml"
+    manifest.write_text(pod_yaml("--requestheader-client-ca-file=/pki/front-proxy-ca.crt", *flags, "--client-ca-file="))
+    code, out, _ = check("--format", "sarif", str(manifest))
+    assert code == 1
+    [result] = json.loads(out)["runs"][0]["results"]
+    line = result["locations"][0]["physicalLocation"]["region"]["startLine"]
+    assert manifest.read_text().splitlines()[line - 1].strip() == '- "--client-ca-file="'

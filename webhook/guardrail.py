@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from webhook.documents import DocumentError, load_documents
-from webhook.engine import Finding, evaluate
+from webhook.engine import evaluate
 from webhook.policy import Policy
 from webhook.report import Judged
 
@@ -55,20 +56,23 @@ def read_inputs(paths: Sequence[str]) -> Inputs:
     return inputs
 
 
-def _line_of(lines: list[str], first: int, last: int, needles: Sequence[str]) -> int | None:
-    for number in range(first, last + 1):
-        text = lines[number - 1] if number - 1 < len(lines) else ""
-        if any(needle in text for needle in needles):
+def _line_of(lines: list[str], first: int, last: int, pattern: re.Pattern[str]) -> int | None:
+    for number in range(first, min(last, len(lines)) + 1):
+        if pattern.search(lines[number - 1]):
             return number
     return None
 
 
-def finding_line(lines: list[str], first: int, last: int, finding: Finding, flags: Sequence[str]) -> int:
-    """The line to point a code-scanning annotation at: the flag if written, else the apiserver's command."""
-    needles = [f"-{flag}" for flag in flags]
-    return (
-        _line_of(lines, first, last, needles) or _line_of(lines, first, last, ["kube-apiserver", "apiserver"]) or first
-    )
+_APISERVER = re.compile(r"kube-apiserver|apiserver")
+
+
+def finding_line(lines: list[str], first: int, last: int, flags: Sequence[str]) -> int:
+    """The line to point a code-scanning annotation at: the flag if written, else the apiserver's command.
+
+    A flag is matched as a whole word: `--requestheader-client-ca-file` is not `--client-ca-file`.
+    """
+    flag = re.compile(r"(?<![\w-])--?(?:" + "|".join(re.escape(f) for f in flags) + r")(?![\w-])")
+    return _line_of(lines, first, last, flag) or _line_of(lines, first, last, _APISERVER) or first
 
 
 def judge_text(text: str, source: str, policy: Policy) -> list[Judged]:
@@ -81,7 +85,7 @@ def judge_text(text: str, source: str, policy: Policy) -> list[Judged]:
         verdict = evaluate(doc.obj, policy)
         last = doc.end_line or len(lines)
         located = {
-            (f.container, f.key): finding_line(lines, doc.line, last, f, policy.catalog.control(f.key).flags)
+            (f.container, f.key): finding_line(lines, doc.line, last, policy.catalog.control(f.key).flags)
             for f in verdict.findings
         }
         judged.append(Judged(source, doc.index, verdict, doc.line, located))
