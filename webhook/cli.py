@@ -56,11 +56,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         names = LifecycleNames(args.namespace, args.secret, args.webhook_config, args.service)
         ClusterCertificates.start(names, args.certs_dir, args.kubeconfig)
     elif args.external_certs:
-        missing = [
-            str(p)
-            for p in (CertFiles(Path(args.certs_dir)).cert, CertFiles(Path(args.certs_dir)).key)
-            if not p.is_file()
-        ]
+        given = CertFiles(Path(args.certs_dir))
+        missing = [str(p) for p in (given.cert, given.key) if not p.is_file()]
         if missing:
             print(f"apiserver-tls-guard: --external-certs: missing {', '.join(missing)}", file=sys.stderr)
             return EXIT_USAGE

@@ -157,9 +157,6 @@ class Flags:
     def __repr__(self) -> str:
         return f"Flags(occurrences={self.occurrences!r}, positional={self.positional!r})"
 
-    def raw(self, name: str) -> list[str]:
-        return self._index.get(name) or []
-
     def value(self, name: str) -> str | None:
         """The effective value of a single-value flag (last one wins), None when absent."""
         values = self._index.get(name)

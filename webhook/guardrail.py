@@ -63,7 +63,7 @@ def _line_of(lines: list[str], first: int, last: int, pattern: re.Pattern[str]) 
     return None
 
 
-_APISERVER = re.compile(r"kube-apiserver|apiserver")
+_APISERVER = re.compile("apiserver")  # kube-apiserver, hyperkube apiserver
 
 
 def finding_line(lines: list[str], first: int, last: int, flags: Sequence[str]) -> int:

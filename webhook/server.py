@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mutab
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from webhook import admission, logs, metrics
@@ -142,8 +142,8 @@ def validate_endpoint(policy: Policy) -> ASGIApp:
     return validate
 
 
-def _problem(status: int, message: str) -> JSONResponse:
-    return JSONResponse(json.loads(_problem_body(status, message)), status_code=status)
+def _problem(status: int, message: str) -> Response:
+    return Response(_problem_body(status, message), status_code=status, media_type="application/json")
 
 
 def create_api(background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()) -> FastAPI:
@@ -162,11 +162,11 @@ def create_api(background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (
     app = FastAPI(title="apiserver-tls-guard", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
         return _problem(exc.status_code, str(exc.detail))
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - last resort
+    async def unexpected(_: Request, exc: Exception) -> Response:  # pragma: no cover - last resort
         log.error("internal error", extra=logs.fields(error=type(exc).__name__))
         return _problem(400, "request could not be processed")
 
