@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 
 from benchmarks.loadgen import Result, closed_loop, open_loop
-from webhook.certs import CertFiles, ensure_certs
-from webhook.client import review_for
-from webhook.documents import load_documents
+from webhook.certs.authority import CertFiles, ensure_certs
+from webhook.commands.review import review_for
+from webhook.offline.documents import load_documents
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "apiserver-tls-guard.apiserver-tls-guard.svc"
@@ -91,10 +91,10 @@ def main() -> int:
 
     runs = [
         ("bare ASGI app (baseline)", "benchmarks.bare_app:build", "httptools"),
-        ("apiserver-tls-guard", "webhook.serve:build_app", "httptools"),
+        ("apiserver-tls-guard", "webhook.runtime.serving:build_app", "httptools"),
     ]
     if args.compare_parsers:
-        runs.append(("apiserver-tls-guard, h11 parser", "webhook.serve:build_app", "h11"))
+        runs.append(("apiserver-tls-guard, h11 parser", "webhook.runtime.serving:build_app", "h11"))
     results: dict[str, tuple[Result, Result, float]] = {}
     for label, factory, http in runs:
         process, port = start(files.directory, factory, http, work / f"{label.split()[0]}-{http}.log")

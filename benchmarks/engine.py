@@ -12,8 +12,8 @@ import sys
 import time
 from typing import Any
 
-from webhook.engine import evaluate
-from webhook.policy import Mode, Policy
+from webhook.core.engine import evaluate
+from webhook.core.policy import Mode, Policy
 
 REAL_FLAGS = [
     "--advertise-address=10.0.0.10",

@@ -22,7 +22,7 @@ def main() -> int:
     args = parser.parse_args()
 
     work, files, context, body = prepare("bench-soak-")
-    process, port = start(files.directory, "webhook.serve:build_app", "httptools", work / "soak.log")
+    process, port = start(files.directory, "webhook.runtime.serving:build_app", "httptools", work / "soak.log")
     errors = requests = 0
     samples: list[float] = []
     try:

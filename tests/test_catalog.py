@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from tests.conftest import SHARED
-from webhook.catalog import CatalogError, Control, load_catalog, parse_catalog
-from webhook.cmdline import parse_flags
-from webhook.engine import OPERATORS, Context, run_check
+from webhook.cmdline.flags import parse_flags
+from webhook.core.catalog import CatalogError, Control, load_catalog, parse_catalog
+from webhook.core.operators import OPERATORS, Context, run_check
 
 CATALOG = load_catalog()
 

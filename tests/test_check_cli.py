@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import CORPUS, cli, requires_shared
 from tests.test_corpus import EXPECTED
 from tests.test_http import COMPLIANT, SEEDS_MISSING
-from webhook.catalog import load_catalog
+from webhook.core.catalog import load_catalog
 
 CATALOG = load_catalog()
 

@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
-from webhook.cmdline import apiserver_containers, expand, find_apiserver_args, parse_flags
-from webhook.shell import simple_commands
+from webhook.cmdline.expand import expand
+from webhook.cmdline.flags import parse_flags
+from webhook.cmdline.locate import apiserver_containers, find_apiserver_args
+from webhook.cmdline.shell import simple_commands
 
 
 def pod(*containers: dict[str, Any]) -> dict[str, Any]:

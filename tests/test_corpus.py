@@ -15,8 +15,8 @@ import pytest
 
 from tests.apiserver_client import ApiserverClient, admission_review
 from tests.conftest import CORPUS, requires_shared
-from webhook.catalog import load_catalog
-from webhook.documents import load_documents
+from webhook.core.catalog import load_catalog
+from webhook.offline.documents import load_documents
 
 pytestmark = requires_shared()
 

@@ -8,8 +8,8 @@ import pytest
 
 from tests.conftest import cli
 from tests.test_http import COMPLIANT, SEEDS_MISSING, apiserver_pod, without
-from webhook.engine import evaluate, shorten
-from webhook.policy import ConfigError, Mode, Policy, load_policy, parse_policy
+from webhook.core.engine import evaluate, shorten
+from webhook.core.policy import ConfigError, Mode, Policy, load_policy, parse_policy
 
 
 def deployment(*flags: str) -> dict[str, object]:

@@ -24,9 +24,9 @@ import yaml
 
 from tests.conftest import CORPUS, ROOT, cli, requires_shared
 from tests.test_http import COMPLIANT, apiserver_pod, hosted_apiserver
-from webhook.cmdline import apiserver_containers
-from webhook.documents import load_documents
-from webhook.workloads import pod_spec
+from webhook.cmdline.locate import apiserver_containers
+from webhook.core.workloads import pod_spec
+from webhook.offline.documents import load_documents
 
 OVERLAYS = ["warn", "enforce"]
 TOOLS = Path(os.environ.get("TOOLS_BIN") or ROOT / ".venv-tools" / "bin")
@@ -355,7 +355,9 @@ def test_dockerfile_build_step_makes_a_complete_package(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     [wheel] = tmp_path.glob("apiserver_tls_guard-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "webhook/controls.yaml" in names and "webhook/serve.py" in names
+    assert "webhook/core/controls.yaml" in names and "webhook/runtime/serving.py" in names
+    for layer in ("core", "cmdline", "admission", "runtime", "certs", "offline", "commands"):
+        assert f"webhook/{layer}/__init__.py" in names, layer
     assert not any(n.startswith(("tests/", "certs/", "benchmarks/")) for n in names)
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "apiserver-tls-guard = webhook.cli:main" in entry

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.test_http import apiserver_pod
-from webhook.engine import evaluate
-from webhook.policy import Mode, Policy
+from webhook.core.engine import evaluate
+from webhook.core.policy import Mode, Policy
 
 REQUIRED = ["--tls-cert-file=/c", "--tls-private-key-file=/k", "--client-ca-file=/ca"]
 NOISE = [

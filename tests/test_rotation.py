@@ -19,7 +19,7 @@ from cryptography import x509
 from tests.apiserver_client import SERVICE_NAME, ApiserverClient, CallFailure, admission_review
 from tests.conftest import start_server, stop_server
 from tests.test_http import COMPLIANT, apiserver_pod
-from webhook.certs import CA, service_identities, write_file
+from webhook.certs.authority import CA, service_identities, write_file
 
 
 class Trust:

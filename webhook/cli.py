@@ -7,10 +7,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from webhook import __version__, logs
-from webhook.certs import DEFAULT_NAMESPACE, DEFAULT_SERVICE, CertFiles, ca_bundle, ensure_certs
-from webhook.policy import GLOBAL_MODES, ConfigError, Policy, load_policy
-from webhook.report import Judged
+from webhook import __version__
+from webhook.certs.authority import DEFAULT_NAMESPACE, DEFAULT_SERVICE, CertFiles, ca_bundle, ensure_certs
+from webhook.core.policy import GLOBAL_MODES, ConfigError, Policy, load_policy
+from webhook.offline.report import Judged
+from webhook.runtime import logs
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -47,11 +48,12 @@ def _cmd_certs(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from webhook.serve import ServeSettings, serve  # uvicorn is only imported by the command that needs it
+    from webhook.runtime.serving import ServeSettings, serve  # uvicorn is only imported by the command that needs it
 
     _policy(args)  # a bad configuration stops here, with its reason, before anything listens
     if args.cluster_certs:
-        from webhook.cluster_certs import ClusterCertificates, LifecycleNames
+        from webhook.certs.cluster import ClusterCertificates
+        from webhook.certs.secret import LifecycleNames
 
         names = LifecycleNames(args.namespace, args.secret, args.webhook_config, args.service)
         ClusterCertificates.start(names, args.certs_dir, args.kubeconfig)
@@ -82,11 +84,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from webhook.guardrail import judge_inputs, read_inputs
+    from webhook.offline.files import judge_inputs, read_inputs
 
     policy = _policy(args)
     if args.node:
-        from webhook.node import judge_node
+        from webhook.offline.node import judge_node
 
         judged, errors = judge_node(args.proc_root, policy)
     else:
@@ -101,7 +103,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _print_report(judged: list[Judged], errors: list[str], policy: Policy, fmt: str) -> int:
-    from webhook import report
+    from webhook.offline import report
 
     if fmt == "json":
         print(report.as_json(judged))
@@ -117,7 +119,8 @@ def _print_report(judged: list[Judged], errors: list[str], policy: Policy, fmt: 
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
-    from webhook.scan import ScanError, api_client, scan
+    from webhook.kube import KubeConfigError, api_client
+    from webhook.offline.cluster import scan
 
     policy = _policy(args)
     tty = sys.stderr.isatty()
@@ -127,7 +130,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
     try:
         api = api_client(args.kubeconfig, args.context)
-    except ScanError as err:
+    except KubeConfigError as err:
         print(f"apiserver-tls-guard: {err}", file=sys.stderr)
         return EXIT_USAGE
     with api:
@@ -138,7 +141,7 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from webhook.render import RenderError, render
+    from webhook.commands.render import RenderError, render
 
     try:
         text, hint = render(Path(args.manifests), args.overlay, args.namespace, Path(args.certs_dir))
@@ -151,8 +154,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 
 def _cmd_review(args: argparse.Namespace) -> int:
-    from webhook.client import ReviewError, render, review_for, send
-    from webhook.documents import DocumentError, load_documents
+    from webhook.commands.review import ReviewError, render, review_for, send
+    from webhook.offline.documents import DocumentError, load_documents
 
     denied = False
     for path in args.files:

@@ -20,10 +20,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from webhook import admission, logs, metrics
-from webhook.admission import BadReview
-from webhook.decide import decide
-from webhook.policy import Mode, Policy
+from webhook.admission import review as admission
+from webhook.admission.decide import decide
+from webhook.admission.review import BadReview
+from webhook.core.policy import Mode, Policy
+from webhook.runtime import logs, metrics
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # kube-apiserver's own limit for a request body
 VALIDATE_PATH = "/validate"

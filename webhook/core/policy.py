@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from webhook.catalog import Catalog, Control, load_catalog
+from webhook.core.catalog import Catalog, Control, load_catalog
 
 
 class Mode(StrEnum):

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from webhook import logs, reload
-from webhook.certs import CertFiles
-from webhook.tls import server_context
+from webhook.certs.authority import CertFiles
+from webhook.runtime import logs, reload
+from webhook.runtime.tls import server_context
 
 if TYPE_CHECKING:
-    from webhook.server import ASGIApp
+    from webhook.admission.app import ASGIApp
 
 log = logging.getLogger("apiserver_tls_guard")
 SETTINGS_ENV = "APISERVER_TLS_GUARD_SERVE"
@@ -41,7 +41,7 @@ class ServeSettings:
     http: str = "httptools"
     reload_interval: float = 5.0  # seconds between looks at the certificate files
     # The ASGI app factory; benchmarks swap in a bare app to measure the same server and TLS stack.
-    app_factory: str = "webhook.serve:build_app"
+    app_factory: str = "webhook.runtime.serving:build_app"
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,9 @@ class TlsContextFactory:
 
 def build_app() -> ASGIApp:
     """uvicorn's app factory, run in every worker: settings come from the environment the CLI set."""
-    from webhook import metrics
-    from webhook.policy import load_policy
-    from webhook.server import create_app
+    from webhook.admission.app import create_app
+    from webhook.core.policy import load_policy
+    from webhook.runtime import metrics
 
     settings = ServeSettings(**json.loads(os.environ[SETTINGS_ENV]))
     logs.configure(settings.log_level, settings.log_format)

@@ -22,6 +22,10 @@ POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+# `check --node` judges a running process, not an object; it is a subject of this kind.
+PROCESS_KIND = "Process"
+
+
 @dataclass(frozen=True)
 class Subject:
     """The object being judged, as far as messages and exemptions need it."""

@@ -123,5 +123,5 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
 
 @functools.cache
 def load_catalog() -> Catalog:
-    text = resources.files("webhook").joinpath("controls.yaml").read_text(encoding="utf-8")
+    text = resources.files("webhook.core").joinpath("controls.yaml").read_text(encoding="utf-8")
     return parse_catalog(yaml.safe_load(text))

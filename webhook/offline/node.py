@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from webhook.cmdline import ApiserverContainer, find_apiserver_args, parse_flags
-from webhook.engine import Verdict, judge_container
-from webhook.policy import Policy
-from webhook.report import Judged
-from webhook.workloads import Subject
-
-PROCESS_KIND = "Process"
+from webhook.cmdline.flags import parse_flags
+from webhook.cmdline.locate import ApiserverContainer, find_apiserver_args
+from webhook.core.engine import Verdict, judge_container
+from webhook.core.policy import Policy
+from webhook.core.workloads import PROCESS_KIND, Subject
+from webhook.offline.report import Judged
 
 
 def apiserver_processes(proc_root: str | Path) -> tuple[list[tuple[int, list[str]]], list[str]]:

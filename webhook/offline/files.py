@@ -8,10 +8,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webhook.documents import DocumentError, load_documents
-from webhook.engine import evaluate
-from webhook.policy import Policy
-from webhook.report import Judged
+from webhook.core.engine import evaluate
+from webhook.core.policy import Policy
+from webhook.offline.documents import DocumentError, load_documents
+from webhook.offline.report import Judged
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 

@@ -15,7 +15,7 @@ import logging
 import ssl
 from pathlib import Path
 
-from webhook import logs, metrics
+from webhook.runtime import logs, metrics
 
 log = logging.getLogger("apiserver_tls_guard")
 CONTEXTS: list[ssl.SSLContext] = []  # the contexts this process serves with (one per listening server)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from webhook import admission
-from webhook.admission import Request, Response
-from webhook.engine import Verdict, evaluate
-from webhook.policy import Mode, Policy
-from webhook.workloads import POD_SPEC_PATHS
+from webhook.admission import review as admission
+from webhook.admission.review import Request, Response
+from webhook.core.engine import Verdict, evaluate
+from webhook.core.policy import Mode, Policy
+from webhook.core.workloads import POD_SPEC_PATHS
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DEFAULT_SERVICE = "apiserver-tls-guard"
@@ -27,6 +28,8 @@ CA_DAYS = 3650
 SERVING_DAYS = 365
 # Re-issue when less than this is left, so a restart or rotation always happens long before expiry.
 RENEW_BEFORE = dt.timedelta(days=30)
+# The CA is rotated (introduce, promote, retire) this long before it expires.
+CA_RENEW_BEFORE = dt.timedelta(days=365)
 
 
 def service_identities(service: str = DEFAULT_SERVICE, namespace: str = DEFAULT_NAMESPACE) -> list[str]:
@@ -213,12 +216,19 @@ def _usable_ca(files: CertFiles) -> CA | None:
     return ca if ca.cert.not_valid_after_utc - _now() > RENEW_BEFORE else None
 
 
-def _serving_ok(files: CertFiles, ca: CA, identities: Sequence[str]) -> bool:
-    try:
-        cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
-        key = serialization.load_pem_private_key(files.key.read_bytes(), password=None)
-    except (OSError, ValueError):
-        return False
+def serving_ok(
+    cert: x509.Certificate,
+    key: PrivateKeyTypes,
+    ca: CA,
+    identities: Sequence[str],
+    now: dt.datetime,
+    renew_before: dt.timedelta = RENEW_BEFORE,
+) -> bool:
+    """True when the serving pair can be kept: key matches, signed by `ca`, more than `renew_before` left,
+    not outliving its CA, and every identity present as a DNS or IP subjectAltName.
+
+    The one check used by both the local files (`ensure_certs`) and the cluster Secret (`certs.rotation.plan`).
+    """
     spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
         return False
@@ -226,7 +236,7 @@ def _serving_ok(files: CertFiles, ca: CA, identities: Sequence[str]) -> bool:
         cert.verify_directly_issued_by(ca.cert)
     except (InvalidSignature, ValueError, TypeError):
         return False
-    if cert.not_valid_after_utc - _now() <= RENEW_BEFORE:
+    if cert.not_valid_after_utc - now <= renew_before or cert.not_valid_after_utc > ca.cert.not_valid_after_utc:
         return False
     try:
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -235,6 +245,15 @@ def _serving_ok(files: CertFiles, ca: CA, identities: Sequence[str]) -> bool:
     present = {str(v) for v in sans.get_values_for_type(x509.DNSName)}
     present |= {str(v) for v in sans.get_values_for_type(x509.IPAddress)}
     return all(i in present or str(_ip_or_none(i)) in present for i in identities)
+
+
+def _files_serving_ok(files: CertFiles, ca: CA, identities: Sequence[str]) -> bool:
+    try:
+        cert = x509.load_pem_x509_certificate(files.cert.read_bytes())
+        key = serialization.load_pem_private_key(files.key.read_bytes(), password=None)
+    except (OSError, ValueError):
+        return False
+    return serving_ok(cert, key, ca, identities, _now())
 
 
 def _ip_or_none(identity: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -263,7 +282,7 @@ def ensure_certs(
         ca = CA.create()
         write_file(files.ca_key, ca.key_pem, private=True)
         write_file(files.ca_cert, ca.cert_pem, private=False)
-    created_serving = created_ca or not _serving_ok(files, ca, identities)
+    created_serving = created_ca or not _files_serving_ok(files, ca, identities)
     if created_serving:
         leaf = ca.issue_cert(*identities)
         write_file(files.key, leaf.key_pem, private=True)

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from webhook.engine import evaluate
-from webhook.policy import Policy
-from webhook.report import Judged
+from webhook.core.engine import evaluate
+from webhook.core.policy import Policy
+from webhook.offline.report import Judged
 
 PAGE_SIZE = 250
 
@@ -40,22 +39,7 @@ _JUDGED_OWNERS = frozenset(k.kind for k in KINDS)
 
 
 class ScanError(Exception):
-    pass
-
-
-def api_client(kubeconfig: str | None, context: str | None) -> client.ApiClient:
-    """kubeconfig when given (or found), else the in-cluster service account."""
-    try:
-        if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ and not os.environ.get("KUBECONFIG"):
-            configuration = client.Configuration()
-            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-            return client.ApiClient(configuration)
-        made: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, context=context
-        )
-        return made
-    except (config.ConfigException, OSError, TypeError, ValueError) as err:
-        raise ScanError(f"no usable cluster configuration: {err}") from None
+    """The cluster could not be read: no configuration, or a list call failed."""
 
 
 def _owned_by_judged(obj: Mapping[str, Any]) -> bool:

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook import __version__
-from webhook.catalog import Catalog
-from webhook.engine import Finding, Verdict
-from webhook.policy import Mode
+from webhook.core.catalog import Catalog
+from webhook.core.engine import Finding, Verdict
+from webhook.core.policy import Mode
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 INFORMATION_URI = "https://github.com/apiserver-tls-guard/apiserver-tls-guard"

@@ -1,0 +1,104 @@
+"""The Secret that holds the CA, the serving certificate and the caBundle: encoding and decoding only."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from webhook.certs.authority import CA, LeafCert
+from webhook.certs.rotation import CertState
+
+PHASE_ANNOTATION = "apiserver-tls-guard.io/phase-since"
+
+
+@dataclass(frozen=True)
+class LifecycleNames:
+    namespace: str
+    secret: str
+    webhook_config: str
+    service: str
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(data: Mapping[str, str], key: str) -> bytes | None:
+    value = data.get(key)
+    return base64.b64decode(value) if value else None
+
+
+def _load_ca(cert: bytes | None, key: bytes | None) -> CA | None:
+    if not cert or not key:
+        return None
+    try:
+        return CA.load(cert, key)
+    except ValueError:
+        return None
+
+
+def _load_leaf(cert: bytes | None, key: bytes | None) -> LeafCert | None:
+    if not cert or not key:
+        return None
+    try:
+        loaded = serialization.load_pem_private_key(key, password=None)
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
+            return None
+        return LeafCert(x509.load_pem_x509_certificate(cert), loaded)
+    except ValueError:
+        return None
+
+
+def read_state(secret: Mapping[str, Any] | None) -> CertState:
+    if not secret:
+        return CertState()
+    data = secret.get("data") or {}
+    annotations = (secret.get("metadata") or {}).get("annotations") or {}
+    bundle_pem = _unb64(data, "ca-bundle.crt") or b""
+    try:
+        bundle = tuple(x509.load_pem_x509_certificates(bundle_pem)) if bundle_pem else ()
+    except ValueError:
+        bundle = ()
+    since_text = annotations.get(PHASE_ANNOTATION)
+    try:
+        since = dt.datetime.fromisoformat(since_text) if since_text else None
+    except ValueError:
+        since = None
+    return CertState(
+        ca=_load_ca(_unb64(data, "ca.crt"), _unb64(data, "ca.key")),
+        serving=_load_leaf(_unb64(data, "tls.crt"), _unb64(data, "tls.key")),
+        bundle=bundle,
+        next_ca=_load_ca(_unb64(data, "next-ca.crt"), _unb64(data, "next-ca.key")),
+        since=since,
+    )
+
+
+def secret_body(names: LifecycleNames, state: CertState, resource_version: str | None) -> dict[str, Any]:
+    assert state.ca is not None and state.serving is not None
+    data = {
+        "ca.crt": b64(state.ca.cert_pem),
+        "ca.key": b64(state.ca.key_pem),
+        "tls.crt": b64(state.serving.cert_pem),
+        "tls.key": b64(state.serving.key_pem),
+        "ca-bundle.crt": b64(state.bundle_pem),
+    }
+    if state.next_ca is not None:
+        data["next-ca.crt"] = b64(state.next_ca.cert_pem)
+        data["next-ca.key"] = b64(state.next_ca.key_pem)
+    metadata: dict[str, Any] = {
+        "name": names.secret,
+        "namespace": names.namespace,
+        "labels": {"app.kubernetes.io/name": "apiserver-tls-guard"},
+        "annotations": {PHASE_ANNOTATION: (state.since or dt.datetime.now(dt.UTC)).isoformat()},
+    }
+    if resource_version:
+        metadata["resourceVersion"] = resource_version
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata, "data": data}

@@ -1,0 +1,173 @@
+"""kube-apiserver's flags read with spf13/pflag's rules.
+
+`--flag=value`, `--flag value` for flags that take a value, bare booleans, single dash, last occurrence wins,
+list flags add up, `--` ends the flags.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# kube-apiserver's boolean flags (current and retired). pflag never takes the next word as their value:
+# `--profiling false` means profiling=true followed by a stray positional argument.
+BOOLEAN_FLAGS = frozenset(
+    {
+        "add-dir-header",
+        "aggregator-reject-forwarding-redirect",
+        "allow-metric-labels-manifest",
+        "allow-privileged",
+        "alsologtostderr",
+        "anonymous-auth",
+        "audit-log-compress",
+        "audit-log-batch-throttle-enable",
+        "audit-log-truncate-enabled",
+        "audit-webhook-batch-throttle-enable",
+        "audit-webhook-truncate-enabled",
+        "contention-profiling",
+        "disable-http2-serving",
+        "enable-aggregator-routing",
+        "enable-bootstrap-token-auth",
+        "enable-garbage-collector",
+        "enable-logs-handler",
+        "enable-priority-and-fairness",
+        "enable-swagger-ui",
+        "encryption-provider-config-automatic-reload",
+        "etcd-quorum-read",
+        "help",
+        "kubelet-https",
+        "log-json-split-stream",
+        "log-text-split-stream",
+        "logtostderr",
+        "one-output",
+        "permit-address-sharing",
+        "permit-port-sharing",
+        "profiling",
+        "service-account-extend-token-expiration",
+        "service-account-lookup",
+        "shutdown-send-retry-after",
+        "skip-headers",
+        "skip-log-headers",
+        "watch-cache",
+    }
+)
+
+# List flags: pflag's StringSlice appends on every occurrence (`--a=x,y --a=z` is [x y z]).
+LIST_FLAGS = frozenset(
+    {
+        "tls-cipher-suites",
+        "enable-admission-plugins",
+        "disable-admission-plugins",
+        "admission-control",
+        "authorization-mode",
+        "service-account-key-file",
+        "service-account-issuer",
+        "api-audiences",
+        "tls-sni-cert-key",
+        "cors-allowed-origins",
+        "etcd-servers",
+        "etcd-servers-overrides",
+        "requestheader-allowed-names",
+        "requestheader-username-headers",
+        "requestheader-group-headers",
+        "requestheader-extra-headers-prefix",
+        "kubelet-preferred-address-types",
+    }
+)
+
+TRUE_WORDS = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+FALSE_WORDS = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+
+def parse_bool(value: str | None) -> bool | None:
+    """pflag/strconv.ParseBool: None for anything it would reject."""
+    if value in TRUE_WORDS:
+        return True
+    if value in FALSE_WORDS:
+        return False
+    return None
+
+
+class Flags:
+    """Every occurrence of every flag, in order; reading follows pflag."""
+
+    __slots__ = ("_index", "occurrences", "positional")
+
+    def __init__(self, occurrences: Sequence[tuple[str, str]] = (), positional: Sequence[str] = ()) -> None:
+        self.occurrences = tuple(occurrences)
+        self.positional = tuple(positional)
+        # Every control reads several flags: index once instead of rescanning the command line per lookup.
+        index: dict[str, list[str]] = {}
+        for flag, value in self.occurrences:
+            if flag in index:
+                index[flag].append(value)
+            else:
+                index[flag] = [value]
+        self._index = index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Flags) and (self.occurrences, self.positional) == (other.occurrences, other.positional)
+
+    def __hash__(self) -> int:
+        return hash((self.occurrences, self.positional))
+
+    def __repr__(self) -> str:
+        return f"Flags(occurrences={self.occurrences!r}, positional={self.positional!r})"
+
+    def value(self, name: str) -> str | None:
+        """The effective value of a single-value flag (last one wins), None when absent."""
+        values = self._index.get(name)
+        return values[-1] if values else None
+
+    def is_set(self, name: str) -> bool:
+        """Present with a non-empty value: `--client-ca-file=` leaves client-cert authentication off."""
+        values = self._index.get(name)
+        if not values:
+            return False
+        if name in LIST_FLAGS:
+            return any(item.strip() for value in values for item in value.split(","))
+        return values[-1].strip() != ""
+
+    def items(self, name: str) -> list[str]:
+        """The effective value of a list flag: every occurrence, split on commas, empty items dropped."""
+        out: list[str] = []
+        for value in self._index.get(name) or ():
+            for item in value.split(","):
+                item = item.strip()
+                if item:
+                    out.append(item)
+        return out
+
+    def names(self) -> set[str]:
+        return set(self._index)
+
+
+def parse_flags(argv: Sequence[str]) -> Flags:
+    occurrences: list[tuple[str, str]] = []
+    positional: list[str] = []
+    i = 0
+    n = len(argv)
+    while i < n:
+        token = argv[i]
+        i += 1
+        if token[:1] != "-" or token == "-":
+            positional.append(token)
+            continue
+        if token == "--":
+            positional.extend(argv[i:])
+            break
+        name, sep, value = token[2:].partition("=") if token[1] == "-" else token[1:].partition("=")
+        if "_" in name:
+            name = name.replace("_", "-")  # kube-apiserver normalises word separators: --tls_cert_file
+        if not name:
+            positional.append(token)
+            continue
+        if not sep:
+            if name in BOOLEAN_FLAGS:
+                value = "true"
+            elif i < n and argv[i][:1] != "-":
+                value = argv[i]
+                i += 1
+            else:
+                value = ""
+        occurrences.append((name, value))
+    return Flags(occurrences, positional)

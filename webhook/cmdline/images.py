@@ -1,0 +1,26 @@
+"""Container image references: the program an image runs and the Kubernetes version in its tag."""
+
+from __future__ import annotations
+
+import re
+
+
+def image_name(image: str) -> str:
+    # registry.k8s.io/kube-apiserver:v1.30.0@sha256:... -> kube-apiserver
+    ref = image.split("@", 1)[0]
+    last = ref.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
+
+
+_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.\d+)?")
+
+
+def image_version(image: str) -> tuple[int, int] | None:
+    """(major, minor) from an image tag like `kube-apiserver:v1.28.3` or `hyperkube:v1.5.1_coreos.0`."""
+    ref = image.split("@", 1)[0]
+    last = ref.rsplit("/", 1)[-1]
+    _, _, tag = last.partition(":")
+    match = _VERSION.match(tag)
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2))

@@ -1,0 +1,178 @@
+"""Find the kube-apiserver in a pod spec and its effective flags.
+
+Three steps, each following the program that really does the work:
+1. the kubelet joins `command` + `args` and expands `$(VAR)` from the container's `env`;
+2. wrappers (`go-runner`, `flock`, `watch-termination ... --`, `sh -c`, `hyperkube apiserver`) are peeled off
+   until the kube-apiserver binary and its own arguments are left;
+3. those arguments are parsed with spf13/pflag's rules: `--flag=value`, `--flag value` for flags that take a
+   value, bare booleans, single dash, last occurrence wins, list flags add up, `--` ends the flags.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from webhook.cmdline import shell
+from webhook.cmdline.expand import container_env, expand
+from webhook.cmdline.flags import Flags, parse_flags
+from webhook.cmdline.images import image_name
+
+APISERVER_BINARIES = frozenset({"kube-apiserver"})
+HYPERKUBE_BINARIES = frozenset({"hyperkube"})
+HYPERKUBE_SUBCOMMANDS = frozenset({"apiserver", "kube-apiserver"})
+SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh", "ksh", "busybox"})
+# Programs that run another program named after their own options (`go-runner --log-file=x kube-apiserver`).
+WRAPPERS = frozenset(
+    {
+        "go-runner",
+        "flock",
+        "watch-termination",
+        "timeout",
+        "nice",
+        "ionice",
+        "env",
+        "tini",
+        "dumb-init",
+        "setpriv",
+        "chroot",
+        "nsenter",
+        "stdbuf",
+        "su-exec",
+        "gosu",
+        "taskset",
+        "catatonit",
+        "chrt",
+        "exec",
+        "nohup",
+        "setsid",
+        "unshare",
+        "capsh",
+        "tini-static",
+    }
+)
+
+
+def _basename(token: str) -> str:
+    return posixpath.basename(token.rstrip("/"))
+
+
+def _shell_script(argv: Sequence[str]) -> str | None:
+    """The script of `sh [-opts] -c SCRIPT` / `bash -ec SCRIPT`, or None when not `-c` form."""
+    i = 1
+    saw_c = False
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            i += 1
+            continue
+        if token.startswith(("-", "+")) and len(token) > 1:
+            if token in ("-o", "+o", "-O", "+O"):
+                i += 2
+                continue
+            if token.startswith("-") and "c" in token[1:] and not token.startswith("--"):
+                saw_c = True
+            i += 1
+            continue
+        return token if saw_c else None
+    return None
+
+
+_PROGRAMS = APISERVER_BINARIES | HYPERKUBE_BINARIES | SHELLS | WRAPPERS
+
+
+def find_apiserver_args(argv: Sequence[str], depth: int = 0) -> list[str] | None:
+    """kube-apiserver's own arguments when `argv` runs it, directly or through wrappers; else None.
+
+    The program is argv[0]. Only known wrappers (which exec the program named after their own options) are
+    looked through, so `echo kube-apiserver` or a sidecar's `--bin=/usr/bin/kube-apiserver` never count.
+    """
+    if depth > 6 or not argv:
+        return None
+    program = _basename(argv[0])
+    if program in APISERVER_BINARIES:
+        return list(argv[1:])
+    if program in HYPERKUBE_BINARIES:
+        return list(argv[2:]) if len(argv) > 1 and argv[1] in HYPERKUBE_SUBCOMMANDS else None
+    if program in SHELLS:
+        rest = argv[1:] if program == "busybox" and len(argv) > 1 and argv[1] in SHELLS else argv
+        script = _shell_script(rest)
+        if script is None:
+            return None
+        for command in shell.simple_commands(script):
+            found = find_apiserver_args(command, depth + 1)
+            if found is not None:
+                return found
+        return None
+    if program in WRAPPERS:
+        for i in range(1, len(argv)):
+            if argv[i].startswith("-"):
+                continue
+            found = find_apiserver_args(argv[i:], depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
+@dataclass(frozen=True)
+class ApiserverContainer:
+    """One container that runs kube-apiserver, with its effective flags."""
+
+    name: str
+    image: str
+    args: tuple[str, ...]
+    flags: Flags = field(default_factory=Flags)
+    via_image_entrypoint: bool = False
+
+
+def _strings(value: Any) -> list[str] | None:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        return None
+    return [item if isinstance(item, str) else str(item) for item in value]
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def apiserver_of(container: Mapping[str, Any]) -> ApiserverContainer | None:
+    command = _strings(container.get("command"))
+    args = _strings(container.get("args"))
+    if command is None or args is None:
+        return None
+    env = container_env(container)
+    if command and _basename(expand(command[0], env)) not in _PROGRAMS:
+        return None  # most containers of a pod: decided by their program alone, before expanding the rest
+    command = [expand(item, env) for item in command]
+    args = [expand(item, env) for item in args]
+    image = container.get("image") if isinstance(container.get("image"), str) else ""
+    name = container.get("name") if isinstance(container.get("name"), str) else ""
+    assert isinstance(image, str) and isinstance(name, str)
+    found = find_apiserver_args(command + args)
+    via_entrypoint = False
+    if found is None and not command:
+        # No command: the image's ENTRYPOINT runs. The kube-apiserver image's entrypoint is the binary;
+        # hyperkube's takes the subcommand as args[0].
+        base = image_name(image)
+        if base in APISERVER_BINARIES:
+            found, via_entrypoint = args, True
+        elif base in HYPERKUBE_BINARIES and args and args[0] in HYPERKUBE_SUBCOMMANDS:
+            found, via_entrypoint = args[1:], True
+    if found is None:
+        return None
+    return ApiserverContainer(name, image, tuple(found), parse_flags(found), via_entrypoint)
+
+
+def apiserver_containers(pod_spec: Mapping[str, Any]) -> list[ApiserverContainer]:
+    """Every app container of the pod that runs kube-apiserver (init containers never serve)."""
+    found = []
+    for container in _list(pod_spec.get("containers")):
+        if isinstance(container, Mapping):
+            apiserver = apiserver_of(container)
+            if apiserver is not None:
+                found.append(apiserver)
+    return found
