@@ -6,7 +6,7 @@ Each replica, at start and then every minute:
 2. writes the change with the resourceVersion it read — when two replicas race, the API answers one of them 409
    Conflict (or AlreadyExists), and that one reads again and adopts what the other wrote;
 3. publishes the Secret's CA bundle as the caBundle of every webhook in its ValidatingWebhookConfiguration;
-4. writes tls.crt / tls.key / ca.crt to its certs directory, where the reloader (webhook/runtime/reload.py) picks them up
+4. writes tls.crt / tls.key / ca.crt to its certs directory, where the reloader (runtime/reload.py) picks them up
    without a restart.
 """
 
