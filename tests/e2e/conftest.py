@@ -92,6 +92,7 @@ GOOD_FLAGS = [
     "--kubelet-certificate-authority=/etc/kubernetes/pki/ca.crt",
     "--anonymous-auth=false",
     "--authorization-mode=Node,RBAC",
+    "--service-account-key-file=/etc/kubernetes/pki/sa.pub",
     "--tls-cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
 ]
 BAD_FLAGS = [f for f in GOOD_FLAGS if not f.startswith(("--tls-cert-file", "--tls-private-key-file"))]
