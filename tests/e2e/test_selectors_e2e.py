@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BAD_FLAGS, RegisterFactory, Registered, apiserver_pod, unique
+from tests.e2e.conftest import BAD_FLAGS, Registered, RegisterFactory, apiserver_pod, unique
 
 HOSTED_LABEL = "apiserver-tls-guard.io/hosted-control-plane"
 
@@ -93,8 +93,9 @@ def test_nothing_in_our_own_namespace_reaches_us(enforce: Registered) -> None:
         _deployment(unique("own"), "apiserver-tls-guard", BAD_FLAGS),
         apiserver_pod(unique("own"), BAD_FLAGS, namespace="apiserver-tls-guard"),
     ):
-        code, stderr = _create(enforce, obj)
-        assert code == 0, stderr
+        _, stderr = _create(enforce, obj)
+        # Once our overlay has installed the namespace, Pod Security (restricted) may refuse the pod: not us.
+        assert "admission webhook" not in stderr, stderr
         assert not enforce.reached(obj["metadata"]["name"])
 
 
