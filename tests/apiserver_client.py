@@ -121,8 +121,10 @@ def admission_review(
     dry_run: bool = False,
     api_version: str = "admission.k8s.io/v1",
     username: str = "system:node:cp-1",
+    old_object: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An AdmissionReview request shaped like the ones kube-apiserver sends."""
+    """An AdmissionReview request shaped like the ones kube-apiserver sends; an UPDATE's oldObject defaults to
+    the object itself (a change that leaves the command lines alone)."""
     kind = (obj or {}).get("kind", "Pod")
     resource = {"Pod": "pods"}.get(kind, kind.lower() + "s")
     group = "" if kind == "Pod" else "apps"
@@ -141,7 +143,7 @@ def admission_review(
             "operation": operation,
             "userInfo": {"username": username, "groups": ["system:nodes", "system:authenticated"]},
             "object": obj if operation != "DELETE" else None,
-            "oldObject": obj if operation in ("UPDATE", "DELETE") else None,
+            "oldObject": (old_object or obj) if operation in ("UPDATE", "DELETE") else None,
             "dryRun": dry_run,
             "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
         },

@@ -96,10 +96,10 @@ cheap = st.one_of(
     st.binary(max_size=300),
     st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass")),
 )
-# Large bodies cost real time to send; they are one draw in ten, sized around the 3 MiB limit.
+# Large bodies cost real time to send; they are one draw in ten, sized up to the 7 MiB limit.
 expensive = st.one_of(
     st.sampled_from([10, 1_000, 50_000, 200_000]).map(_deep),
-    st.sampled_from([1_000, 100_000, 520_000, 600_000]).map(_huge),  # 6 bytes a char in JSON: ~3.1 and ~3.6 MB
+    st.sampled_from([1_000, 100_000, 1_200_000, 1_300_000]).map(_huge),  # 6 bytes a char in JSON: ~7.2, ~7.8 MB
 )
 bodies = st.one_of(*([cheap] * 9), expensive)
 

@@ -124,7 +124,8 @@ def test_dry_run_gets_the_same_verdict(
 
 
 def test_update_is_judged_delete_and_connect_are_not(enforce_client: ApiserverClient) -> None:
-    assert enforce_client.review(admission_review(apiserver_pod(), operation="UPDATE"))["allowed"] is False
+    worse = admission_review(apiserver_pod(), operation="UPDATE", old_object=apiserver_pod(*GOOD))
+    assert enforce_client.review(worse)["allowed"] is False
     assert enforce_client.review(admission_review(apiserver_pod(), operation="DELETE"))["allowed"] is True
     assert enforce_client.review(admission_review(apiserver_pod(), operation="CONNECT"))["allowed"] is True
 
@@ -229,8 +230,9 @@ def test_non_json_content_type_gets_415(enforce_client: ApiserverClient) -> None
     assert _post(enforce_client, b"{}", "text/plain")[0] == 415
 
 
-def test_oversized_body_gets_413_and_exactly_3mib_is_read(enforce_client: ApiserverClient) -> None:
-    limit = 3 * 1024 * 1024
+def test_oversized_body_gets_413_and_exactly_7mib_is_read(enforce_client: ApiserverClient) -> None:
+    """An UPDATE with object and oldObject of 3 MiB each (kube-apiserver's limit) must be judged, not refused."""
+    limit = 7 * 1024 * 1024
     review = admission_review(apiserver_pod(*GOOD))
     review["request"]["object"]["metadata"]["annotations"]["pad"] = ""
     base = len(json.dumps(review).encode())
@@ -367,7 +369,8 @@ WORKLOAD_KINDS = ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job",
 @pytest.mark.parametrize("kind", WORKLOAD_KINDS)
 @pytest.mark.parametrize("operation", ["CREATE", "UPDATE"])
 def test_hosted_control_plane_workloads_are_judged(enforce_client: ApiserverClient, kind: str, operation: str) -> None:
-    bad = enforce_client.review(admission_review(hosted_apiserver(kind, *NO_TLS), operation=operation))
+    compliant = hosted_apiserver(kind, *COMPLIANT)
+    bad = enforce_client.review(admission_review(hosted_apiserver(kind, *NO_TLS), operation, old_object=compliant))
     assert bad["allowed"] is False
     assert f"edit the pod template of {kind} clusters-prod/kas" in bad["status"]["message"]
     good = enforce_client.review(admission_review(hosted_apiserver(kind, *COMPLIANT), operation=operation))

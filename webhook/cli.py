@@ -198,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--namespace", default=DEFAULT_NAMESPACE)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="json", choices=["json", "text"])
-    serve.add_argument("--keep-alive", type=int, default=75, help="seconds an idle connection stays open")
+    serve.add_argument(
+        "--keep-alive", type=int, default=120, help="seconds an idle connection stays open (above the apiserver's 90)"
+    )
     serve.add_argument("--workers", type=int, default=1, help="worker processes sharing the port")
     serve.add_argument(
         "--shutdown-timeout",

@@ -106,21 +106,17 @@ class Registered:
     server: RunningServer
     overlay: str
 
-    def reached(self, name: str) -> bool:
-        """Whether our server logged a review of an object of this name (the decision log names every object)."""
-        for line in self.server.log_text().splitlines():
-            if line.startswith("{") and json.loads(line).get("objectName") == name:
-                return True
-        return False
+    def records(self) -> list[dict[str, Any]]:
+        """Our server's decision log: one JSON line per review, naming the object."""
+        lines = self.server.log_text().splitlines()
+        return [r for r in (json.loads(line) for line in lines if line.startswith("{")) if r.get("msg") == "decision"]
 
     def decisions(self, name: str) -> list[dict[str, Any]]:
-        found = []
-        for line in self.server.log_text().splitlines():
-            if line.startswith("{"):
-                record = json.loads(line)
-                if record.get("objectName") == name:
-                    found.append(record)
-        return found
+        return [r for r in self.records() if r.get("objectName") == name]
+
+    def reached(self, name: str) -> bool:
+        """Whether our server reviewed an object of this name."""
+        return bool(self.decisions(name))
 
 
 def register(control_plane: ControlPlane, server: RunningServer, overlay: str) -> Registered:

@@ -26,7 +26,9 @@ from webhook.admission.review import BadReview
 from webhook.core.policy import Mode, Policy
 from webhook.runtime import logs, metrics
 
-MAX_BODY_BYTES = 3 * 1024 * 1024  # kube-apiserver's own limit for a request body
+# An UPDATE review carries `object` and `oldObject`, each up to kube-apiserver's 3 MiB request limit, plus the
+# envelope: 7 MiB, as controller-runtime's webhook server allows (pkg/webhook/admission/http.go).
+MAX_BODY_BYTES = 7 * 1024 * 1024
 VALIDATE_PATH = "/validate"
 log = logging.getLogger("apiserver_tls_guard")
 

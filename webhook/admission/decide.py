@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 from webhook.admission import review as admission
 from webhook.admission.review import Request, Response
@@ -15,7 +17,27 @@ from webhook.core.workloads import POD_SPEC_PATHS
 class Decision:
     response: Response
     verdict: Verdict | None
-    outcome: str  # denied | warned | audited | clean | exempt | skipped
+    outcome: str  # denied | warned | audited | clean | exempt | skipped | deleting
+
+
+def _deleting(obj: Mapping[str, Any]) -> bool:
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def _already_failing(request: Request, verdict: Verdict, policy: Policy) -> set[tuple[str, str]]:
+    """(container, control) pairs that the object failed before this UPDATE.
+
+    An UPDATE is denied only for what it makes worse (Kyverno's `allowExistingViolations`): the controllers' own
+    UPDATEs of an object that was admitted before the policy (the Deployment controller scaling an old ReplicaSet
+    to zero, the garbage collector removing a finalizer) must go through, or a fixed rollout can never finish.
+    """
+    if request.operation != "UPDATE" or request.old_obj is None or not verdict.findings:
+        return set()
+    old = request.old_obj
+    if not old.get("kind"):
+        old = {**old, "kind": verdict.subject.kind}
+    before = evaluate(old, policy, request.namespace, request.name)
+    return {(f.container, f.key) for f in before.findings}
 
 
 def denial_message(verdict: Verdict) -> str:
@@ -38,12 +60,25 @@ def decide(request: Request, policy: Policy) -> Decision:
         obj = {**obj, "kind": kind}
     if kind != "Pod" and not policy.judges_workloads_in(request.namespace):
         return Decision(admission.allowed(request.uid), None, "skipped")
+    if _deleting(obj):
+        # Finalizer removal and status updates of an object on its way out: blocking them only hangs the delete.
+        return Decision(admission.allowed(request.uid), None, "deleting")
     verdict = evaluate(obj, policy, request.namespace, request.name)
     if not verdict.runs_apiserver:
         return Decision(admission.allowed(request.uid), verdict, "skipped")
     if verdict.exempt is not None:
         audit = {"exempt": verdict.exempt}
         return Decision(admission.allowed(request.uid, audit=audit), verdict, "exempt")
+    existing = _already_failing(request, verdict, policy)
+    if existing:
+        # Existing violations warn instead of denying; findings the UPDATE introduces still deny.
+        verdict = replace(
+            verdict,
+            findings=tuple(
+                f._replace(mode=Mode.WARN) if f.mode is Mode.ENFORCE and (f.container, f.key) in existing else f
+                for f in verdict.findings
+            ),
+        )
     audit = {f.key: f"{f.mode.value}: {f.label}: {f.detail}" for f in verdict.findings}
     warnings = [f.warning() for f in verdict.by_mode(Mode.WARN)]
     if verdict.by_mode(Mode.ENFORCE):

@@ -32,6 +32,7 @@ class Request:
     obj: Mapping[str, Any] | None
     dry_run: bool
     username: str
+    old_obj: Mapping[str, Any] | None = None  # UPDATE only: the object as it was
 
 
 def _field(mapping: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -64,6 +65,7 @@ def parse_review(body: Any) -> Request:
     kind = _field(request, "kind", dict, "request.") or {}
     kind_name = _field(kind, "kind", str, "request.kind.") or ""
     obj = _field(request, "object", dict, "request.")
+    old_obj = _field(request, "oldObject", dict, "request.")
     dry_run = _field(request, "dryRun", bool, "request.")
     user = _field(request, "userInfo", dict, "request.") or {}
     return Request(
@@ -76,6 +78,7 @@ def parse_review(body: Any) -> Request:
         obj=obj,
         dry_run=bool(dry_run),
         username=_field(user, "username", str, "request.userInfo.") or "",
+        old_obj=old_obj,
     )
 
 

@@ -34,7 +34,9 @@ class ServeSettings:
     mode: str | None = None
     cis_version: str | None = None
     workers: int = 1
-    keep_alive: int = 75
+    # Longer than kube-apiserver's idle-connection reuse (Go's IdleConnTimeout, 90 s): a server that closes first
+    # races with a request sent on the connection it is closing.
+    keep_alive: int = 120
     shutdown_timeout: int = 25
     log_level: str = "info"
     log_format: str = "json"
