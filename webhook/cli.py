@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,10 +54,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     _policy(args)  # a bad configuration stops here, with its reason, before anything listens
     if args.cluster_certs:
         from webhook.certs.cluster import ClusterCertificates
+        from webhook.certs.rotation import Timing
         from webhook.certs.secret import LifecycleNames
 
         names = LifecycleNames(args.namespace, args.secret, args.webhook_config, args.service)
-        ClusterCertificates.start(names, args.certs_dir, args.kubeconfig)
+        timing = Timing(sync_seconds=args.cert_sync_interval, overlap=dt.timedelta(seconds=args.ca_overlap))
+        ClusterCertificates.start(names, args.certs_dir, args.kubeconfig, timing)
     elif args.external_certs:
         given = CertFiles(Path(args.certs_dir))
         missing = [str(p) for p in (given.cert, given.key) if not p.is_file()]
@@ -225,6 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--kubeconfig", help="for --cluster-certs outside a cluster (default: in-cluster)")
     serve.add_argument("--reload-interval", type=float, default=5.0, help="seconds between looks at the cert files")
+    serve.add_argument(
+        "--cert-sync-interval", type=float, default=60.0, help="--cluster-certs: seconds between syncs with the Secret"
+    )
+    serve.add_argument(
+        "--ca-overlap",
+        type=float,
+        default=900.0,
+        help="--cluster-certs: seconds between the steps of a CA rotation; keep it well above the sync interval",
+    )
     serve.add_argument("--http", default="httptools", choices=["httptools", "h11", "auto"], help="HTTP/1.1 parser")
     _add_policy_options(serve, default_mode=None)
     serve.set_defaults(func=_cmd_serve)

@@ -6,6 +6,9 @@ the new chain before any replica serves it and keeps trusting the old one until 
 introduce (bundle = old + new CA, still serving from the old), promote (serve from the new CA, bundle unchanged),
 retire (bundle = new CA only). `overlap` (15 minutes) is far longer than a replica needs to see a change
 (sync every 60 s, reload within 5 s).
+
+An operator can ask for a rotation now by annotating the Secret `apiserver-tls-guard.io/rotate=serving` (a new
+serving certificate from the same CA) or `=ca` (the three CA steps above, starting now).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class CertState:
     bundle: tuple[x509.Certificate, ...] = ()
     next_ca: CA | None = None
     since: dt.datetime | None = None  # when the current rotation phase began
+    requested: str = ""  # "serving" or "ca": an operator asked for a rotation now (ROTATE_ANNOTATION)
 
     @property
     def bundle_pem(self) -> bytes:
@@ -59,7 +63,9 @@ def plan(state: CertState, now: dt.datetime, identities: list[str], timing: Timi
         state = CertState(ca=ca, bundle=(ca.cert,), since=now)
         actions.append("created CA")
     elif (
-        state.next_ca is None and ca.cert.not_valid_after_utc - now < timing.ca_renew_before and len(state.bundle) == 1
+        state.next_ca is None
+        and (ca.cert.not_valid_after_utc - now < timing.ca_renew_before or state.requested == "ca")
+        and len(state.bundle) == 1
     ):
         next_ca = CA.create(days=timing.ca_days, now=now)
         state = replace(state, next_ca=next_ca, bundle=(ca.cert, next_ca.cert), since=now)
@@ -80,6 +86,13 @@ def plan(state: CertState, now: dt.datetime, identities: list[str], timing: Timi
     if state.ca.cert not in state.bundle:
         state = replace(state, bundle=(*state.bundle, state.ca.cert))
         actions.append("added the CA to the caBundle")
+    if state.requested == "serving":
+        state = replace(state, serving=None)
+        actions.append("serving certificate rotation requested")
+    if state.requested:
+        if not actions:
+            actions.append(f"{state.requested} rotation requested while one is under way: request dropped")
+        state = replace(state, requested="")  # the request is taken: the annotation is not written back
     if not _serving_ok(state, identities, now, timing):
         issuer = state.ca
         assert issuer is not None

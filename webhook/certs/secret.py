@@ -15,6 +15,8 @@ from webhook.certs.authority import CA, LeafCert
 from webhook.certs.rotation import CertState
 
 PHASE_ANNOTATION = "apiserver-tls-guard.io/phase-since"
+# `kubectl annotate secret apiserver-tls-guard-certs apiserver-tls-guard.io/rotate=serving|ca`: rotate now.
+ROTATE_ANNOTATION = "apiserver-tls-guard.io/rotate"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ def read_state(secret: Mapping[str, Any] | None) -> CertState:
         bundle=bundle,
         next_ca=_load_ca(_unb64(data, "next-ca.crt"), _unb64(data, "next-ca.key")),
         since=since,
+        requested=str(annotations.get(ROTATE_ANNOTATION))
+        if annotations.get(ROTATE_ANNOTATION) in ("serving", "ca")
+        else "",
     )
 
 
