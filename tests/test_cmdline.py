@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from webhook.cmdline.expand import expand
+from webhook.cmdline.expand import expand, unknown, visible
 from webhook.cmdline.flags import parse_flags
 from webhook.cmdline.locate import apiserver_containers, find_apiserver_args
 from webhook.cmdline.shell import simple_commands
@@ -149,9 +149,13 @@ def test_space_form_only_for_flags_that_take_a_value() -> None:
     assert f.positional == ("false",)
 
 
-def test_single_dash_flags() -> None:
+def test_single_dash_is_a_cluster_of_shorthands_as_in_pflag() -> None:
+    """pflag flag.go parseSingleShortArg: `-client-ca-file=/ca` is the shorthand -c (unknown to kube-apiserver,
+    which exits "unknown shorthand flag: 'c'"), never --client-ca-file."""
     f = parse_flags(["-v=2", "-client-ca-file=/ca", "-tls-cert-file", "/c"])
-    assert (f.value("v"), f.value("client-ca-file"), f.value("tls-cert-file")) == ("2", "/ca", "/c")
+    assert (f.value("v"), f.value("client-ca-file"), f.value("tls-cert-file")) == ("2", None, None)
+    assert parse_flags(["-v", "4"]).value("v") == "4"
+    assert parse_flags(["-v3"]).value("v") == "3"
 
 
 def test_last_occurrence_wins_for_single_value_flags() -> None:
@@ -209,8 +213,10 @@ def test_expand_from_env_as_the_kubelet_does() -> None:
     env = {"PKI": "/etc/kubernetes/pki", "EMPTY": "", "FROM_FIELD": None}
     assert expand("--client-ca-file=$(PKI)/ca.crt", env) == "--client-ca-file=/etc/kubernetes/pki/ca.crt"
     assert expand("$(EMPTY)", env) == ""
-    assert expand("$(UNDEFINED)", env) == "$(UNDEFINED)"
-    assert expand("$(FROM_FIELD)", env) == "$(FROM_FIELD)"
+    # Unknown before the pod runs: kept, and marked so the flag reader knows it cannot see the value.
+    assert expand("$(UNDEFINED)", env) == unknown("$(UNDEFINED)")
+    assert expand("$(FROM_FIELD)", env) == unknown("$(FROM_FIELD)")
+    assert visible(expand("--a=$(FROM_FIELD)", env)) == "--a=$(FROM_FIELD)"
     assert expand("$$(PKI)", env) == "$(PKI)"
     assert expand("${PKI}", env) == "${PKI}"
     assert expand("cost$5 $(PKI", env) == "cost$5 $(PKI"
@@ -235,7 +241,7 @@ def test_env_references_earlier_env_and_empty_var_unsets_flag() -> None:
     got = flags_of(c)
     assert got["client-ca-file"] == "/pki/ca.crt"
     assert got["tls-cert-file"] == ""
-    assert got["advertise-address"] == "$(IP)"
+    assert visible(got["advertise-address"] or "") == "$(IP)"
 
 
 # --- which containers count ----------------------------------------------------------------------------
@@ -284,3 +290,28 @@ def test_odd_command_lines_never_crash(container: dict[str, Any]) -> None:
 
 def test_find_apiserver_args_ignores_option_values_that_look_like_paths() -> None:
     assert find_apiserver_args(["/proxy", "--bin=/usr/bin/kube-apiserver", "--x"]) is None
+
+
+def test_flag_value_is_the_next_item_even_when_it_starts_with_a_dash() -> None:
+    """pflag flag.go parseLongArg ('--flag arg'): the next item is the value, whatever it looks like."""
+    f = parse_flags(["--audit-log-path", "--client-ca-file=/x", "--anonymous-auth", "--profiling"])
+    assert f.value("audit-log-path") == "--client-ca-file=/x"
+    assert f.value("client-ca-file") is None
+    assert f.value("anonymous-auth") == "true" and f.value("profiling") == "true"  # booleans never take one
+
+
+def test_an_unreadable_item_may_override_what_comes_before_it() -> None:
+    env = {"EXTRA": None}
+    argv = [expand(a, env) for a in ["--client-ca-file=/ca", "$(EXTRA)", "--tls-cert-file=/c"]]
+    f = parse_flags(argv)
+    assert f.unseen(["client-ca-file"]) == "$(EXTRA) (content unknown before the pod runs) may set --client-ca-file"
+    assert f.unseen(["tls-cert-file"]) is None  # given after it: still decides
+    assert f.unseen(["tls-cipher-suites"]) is not None  # a list flag: it may add to it wherever it is
+    assert f.unseen(["anonymous-auth"]) is not None  # not given at all: it may set it
+
+
+def test_a_value_from_an_unreadable_variable_is_unseen() -> None:
+    f = parse_flags([expand("--authorization-mode=$(MODE)", {"MODE": None})])
+    assert f.unseen(["authorization-mode"]) == (
+        "--authorization-mode takes its value from $(MODE), which cannot be read before the pod runs"
+    )

@@ -8,6 +8,7 @@ admission needs.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -266,6 +267,7 @@ class ControlPlane:
 
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        atexit.register(self.stop)  # a test run that dies without teardown still leaves no process behind
         ca = pki.ClusterCA()
         cert, key = ca.client("e2e-admin", "system:masters")
         pki.write(self.directory / "admin.crt", cert)

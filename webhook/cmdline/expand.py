@@ -6,12 +6,26 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+# Brackets a reference whose value cannot be known before the pod runs. NUL cannot occur in a real argv (execve
+# ends a string at it), so it never collides with text a manifest really passes.
+UNKNOWN = "\x00"
+
+
+def unknown(reference: str) -> str:
+    return f"{UNKNOWN}{reference}{UNKNOWN}"
+
+
+def visible(text: str) -> str:
+    """The text as a person wrote it: unknown references back to their `$(NAME)` spelling."""
+    return text.replace(UNKNOWN, "")
+
 
 def expand(text: str, env: Mapping[str, str | None]) -> str:
     """Expand `$(NAME)` as the kubelet does: `$$` is a literal `$`; unknown names stay as written.
 
-    A variable whose value comes from `valueFrom` (fieldRef, secretKeyRef, ...) is unknown before the pod
-    runs; it maps to None here and its reference is kept, so a flag set from it counts as set.
+    A variable whose value comes from `valueFrom` (fieldRef, secretKeyRef, ...) or `envFrom`, or that is not
+    defined at all (an `envFrom` ConfigMap may define it), is unknown before the pod runs: its reference is kept,
+    bracketed by UNKNOWN, so the flag reader can tell that it cannot see what the item holds.
     """
     if "$" not in text:
         return text
@@ -35,7 +49,7 @@ def expand(text: str, env: Mapping[str, str | None]) -> str:
                 break
             name = text[i + 2 : end]
             value = env.get(name)
-            out.append(value if value is not None else text[i : end + 1])
+            out.append(value if value is not None else unknown(text[i : end + 1]))
             i = end + 1
         else:
             out.append(ch)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from webhook.cmdline.expand import UNKNOWN, visible
+
 # kube-apiserver's boolean flags (current and retired). pflag never takes the next word as their value:
 # `--profiling false` means profiling=true followed by a stray positional argument.
 BOOLEAN_FLAGS = frozenset(
@@ -88,13 +90,26 @@ def parse_bool(value: str | None) -> bool | None:
 
 
 class Flags:
-    """Every occurrence of every flag, in order; reading follows pflag."""
+    """Every occurrence of every flag, in order; reading follows pflag.
 
-    __slots__ = ("_index", "occurrences", "positional")
+    `opaque` lists the argv items whose content cannot be read (`$(EXTRA_ARGS)` from a Secret, `$EXTRA` in a
+    script), each with the number of occurrences read before it: such an item may set or override any flag given
+    before it (last wins) and add to any list flag.
+    """
 
-    def __init__(self, occurrences: Sequence[tuple[str, str]] = (), positional: Sequence[str] = ()) -> None:
+    __slots__ = ("_index", "_last", "has_unknown", "occurrences", "opaque", "positional")
+
+    def __init__(
+        self,
+        occurrences: Sequence[tuple[str, str]] = (),
+        positional: Sequence[str] = (),
+        opaque: Sequence[tuple[int, str]] = (),
+    ) -> None:
         self.occurrences = tuple(occurrences)
         self.positional = tuple(positional)
+        self.opaque = tuple(opaque)
+        self._last = {name: i for i, (name, _) in enumerate(self.occurrences)}
+        self.has_unknown = any(UNKNOWN in value for _, value in self.occurrences)
         # Every control reads several flags: index once instead of rescanning the command line per lookup.
         index: dict[str, list[str]] = {}
         for flag, value in self.occurrences:
@@ -140,22 +155,58 @@ class Flags:
     def names(self) -> set[str]:
         return set(self._index)
 
+    def unseen(self, names: Sequence[str]) -> str | None:
+        """Why the effective value of one of these flags cannot be known, or None when all can be read."""
+        for name in names:
+            for index, reference in reversed(self.opaque):
+                if name in LIST_FLAGS or self._last.get(name, -1) < index:
+                    return f"{visible(reference)} (content unknown before the pod runs) may set --{name}"
+            values = self._index.get(name) or ()
+            for value in values if name in LIST_FLAGS else values[-1:]:
+                if UNKNOWN in value:
+                    ref = value.split(UNKNOWN)[1]
+                    return f"--{name} takes its value from {ref}, which cannot be read before the pod runs"
+        return None
+
+
+# The shorthands kube-apiserver registers: klog's -v (takes a value) and cobra's -h.
+SHORTHANDS_WITH_VALUE = frozenset({"v"})
+SHORTHANDS_BOOLEAN = frozenset({"h"})
+
 
 def parse_flags(argv: Sequence[str]) -> Flags:
+    """spf13/pflag's FlagSet.Parse (flag.go parseLongArg/parseShortArg), for kube-apiserver's flags."""
     occurrences: list[tuple[str, str]] = []
     positional: list[str] = []
+    opaque: list[tuple[int, str]] = []
     i = 0
     n = len(argv)
     while i < n:
         token = argv[i]
         i += 1
+        if token[:1] == UNKNOWN or (UNKNOWN in token and UNKNOWN in token.partition("=")[0]):
+            # `$(EXTRA_ARGS)` as an item of its own, or inside a flag's name: any flags at all.
+            opaque.append((len(occurrences), token.split(UNKNOWN)[1] if token[:1] == UNKNOWN else visible(token)))
+            continue
         if token[:1] != "-" or token == "-":
             positional.append(token)
             continue
         if token == "--":
             positional.extend(argv[i:])
             break
-        name, sep, value = token[2:].partition("=") if token[1] == "-" else token[1:].partition("=")
+        if token[1] != "-":
+            # A single dash is a cluster of one-letter shorthands (`-v=2`, `-v2`); pflag refuses an unknown one,
+            # so `-tls-cert-file=x` sets nothing and kube-apiserver exits with "unknown shorthand flag: 't'".
+            letter, rest = token[1], token[2:]
+            if letter in SHORTHANDS_WITH_VALUE:
+                value = rest[1:] if rest.startswith("=") else rest
+                if not value and i < n:
+                    value, i = argv[i], i + 1
+                occurrences.append((letter, value))
+            elif letter not in SHORTHANDS_BOOLEAN:
+                positional.append(token)
+            continue
+        name, sep, value = token[2:].partition("=")
         if "_" in name:
             name = name.replace("_", "-")  # kube-apiserver normalises word separators: --tls_cert_file
         if not name:
@@ -164,10 +215,12 @@ def parse_flags(argv: Sequence[str]) -> Flags:
         if not sep:
             if name in BOOLEAN_FLAGS:
                 value = "true"
-            elif i < n and argv[i][:1] != "-":
+            elif i < n:
+                # pflag takes the next item as the value whatever it looks like: `--audit-log-path
+                # --client-ca-file=/x` sets the audit log path to "--client-ca-file=/x" and no client CA.
                 value = argv[i]
                 i += 1
             else:
-                value = ""
+                value = ""  # "flag needs an argument": kube-apiserver does not start
         occurrences.append((name, value))
-    return Flags(occurrences, positional)
+    return Flags(occurrences, positional, opaque)

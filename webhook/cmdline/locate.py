@@ -11,12 +11,13 @@ Three steps, each following the program that really does the work:
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.cmdline import shell
-from webhook.cmdline.expand import container_env, expand
+from webhook.cmdline.expand import container_env, expand, unknown, visible
 from webhook.cmdline.flags import Flags, parse_flags
 from webhook.cmdline.images import image_name
 
@@ -59,8 +60,9 @@ def _basename(token: str) -> str:
     return posixpath.basename(token.rstrip("/"))
 
 
-def _shell_script(argv: Sequence[str]) -> str | None:
-    """The script of `sh [-opts] -c SCRIPT` / `bash -ec SCRIPT`, or None when not `-c` form."""
+def _shell_script(argv: Sequence[str]) -> tuple[str, list[str]] | None:
+    """The script of `sh [-opts] -c SCRIPT [$0 $1 ...]` / `bash -ec SCRIPT`, and the words after it (the
+    script's `$0`, `$1`, ...), or None when not `-c` form."""
     i = 1
     saw_c = False
     while i < len(argv):
@@ -76,8 +78,33 @@ def _shell_script(argv: Sequence[str]) -> str | None:
                 saw_c = True
             i += 1
             continue
-        return token if saw_c else None
+        return (token, list(argv[i + 1 :])) if saw_c else None
     return None
+
+
+# A word the shell expands at run time: `$VAR`, `${VAR}`, `$(cmd)`, backticks (quotes are gone by now).
+_SHELL_EXPANSION = re.compile(r"\$[A-Za-z_{(]|`")
+_POSITIONAL = re.compile(r"\$(?:\{(\d+)\}|(\d))")
+
+
+def _shell_words(words: Sequence[str], params: Sequence[str]) -> list[str]:
+    """A simple command's words as the shell would pass them, as far as they can be known: `"$@"` and `$*` are
+    the words after the script, `$1` the first of them; any other expansion's content is unknown (POSIX sh 2.6)."""
+    out: list[str] = []
+    for word in words:
+        if word in ("$@", "${@}", "$*", "${*}"):
+            out.extend(params[1:])
+            continue
+        word = _POSITIONAL.sub(lambda m: params[int(m[1] or m[2])] if int(m[1] or m[2]) < len(params) else "", word)
+        match = _SHELL_EXPANSION.search(word)
+        if match is None:
+            out.append(word)
+        elif "=" in word[: match.start()]:
+            head, _, tail = word.partition("=")
+            out.append(f"{head}={unknown(tail)}")  # --flag=$VALUE: the value is unknown
+        else:
+            out.append(unknown(word))  # $EXTRA: any words at all
+    return out
 
 
 _PROGRAMS = APISERVER_BINARIES | HYPERKUBE_BINARIES | SHELLS | WRAPPERS
@@ -98,11 +125,12 @@ def find_apiserver_args(argv: Sequence[str], depth: int = 0) -> list[str] | None
         return list(argv[2:]) if len(argv) > 1 and argv[1] in HYPERKUBE_SUBCOMMANDS else None
     if program in SHELLS:
         rest = argv[1:] if program == "busybox" and len(argv) > 1 and argv[1] in SHELLS else argv
-        script = _shell_script(rest)
-        if script is None:
+        parsed = _shell_script(rest)
+        if parsed is None:
             return None
+        script, params = parsed
         for command in shell.simple_commands(script):
-            found = find_apiserver_args(command, depth + 1)
+            found = find_apiserver_args(_shell_words(command, params), depth + 1)
             if found is not None:
                 return found
         return None
@@ -145,13 +173,18 @@ def apiserver_of(container: Mapping[str, Any]) -> ApiserverContainer | None:
     if command is None or args is None:
         return None
     env = container_env(container)
-    if command and _basename(expand(command[0], env)) not in _PROGRAMS:
-        return None  # most containers of a pod: decided by their program alone, before expanding the rest
-    command = [expand(item, env) for item in command]
-    args = [expand(item, env) for item in args]
     image = container.get("image") if isinstance(container.get("image"), str) else ""
     name = container.get("name") if isinstance(container.get("name"), str) else ""
     assert isinstance(image, str) and isinstance(name, str)
+    if command and _basename(expand(command[0], env)) not in _PROGRAMS:
+        if image_name(image) in APISERVER_BINARIES | HYPERKUBE_BINARIES:
+            # A kube-apiserver image running a program we cannot look into (`/start.sh`): judged, never passed.
+            program = visible(expand(command[0], env))
+            unreadable = Flags(opaque=[(0, f"{program}, a program this reader cannot look into,")])
+            return ApiserverContainer(name, image, (), unreadable)
+        return None  # most containers of a pod: decided by their program alone, before expanding the rest
+    command = [expand(item, env) for item in command]
+    args = [expand(item, env) for item in args]
     found = find_apiserver_args(command + args)
     via_entrypoint = False
     if found is None and not command:

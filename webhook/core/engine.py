@@ -99,7 +99,9 @@ def judge_container(apiserver: ApiserverContainer, subject: Subject, policy: Pol
     flags = apiserver.flags
     where = where_to_fix(subject)
     for control, mode in policy.active_controls:
-        detail = checker_for(control)(flags, ctx)
+        blind = flags.unseen(control.flags) if flags.opaque or flags.has_unknown else None
+        # A value we cannot see is not a pass.
+        detail = f"could not read the command line: {blind}" if blind else checker_for(control)(flags, ctx)
         if detail is None:
             continue
         findings.append(

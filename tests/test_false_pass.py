@@ -1,0 +1,136 @@
+"""No false pass: forms whose effective flags the reader cannot see, or that kube-apiserver reads otherwise than
+they look, fail through `check` and through the webhook (HTTPS), each with its reason.
+
+Rules followed (and read in their source): the kubelet's `$(VAR)` expansion (k8s.io/kubernetes
+third_party/forked/golang/expansion: unknown references stay as written, valueFrom/envFrom only known at run
+time); POSIX sh word expansion (`$VAR`, `"$@"`); spf13/pflag flag.go parseLongArg ('--flag arg' takes the next
+item whatever it is) and parseSingleShortArg (a single dash is a cluster of shorthands).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.apiserver_client import ApiserverClient, admission_review
+from tests.conftest import cli
+
+GOOD = [
+    "--tls-cert-file=/pki/apiserver.crt",
+    "--tls-private-key-file=/pki/apiserver.key",
+    "--client-ca-file=/pki/ca.crt",
+]
+
+
+def pod(container: dict[str, Any]) -> dict[str, Any]:
+    base = {"name": "kube-apiserver", "image": "registry.k8s.io/kube-apiserver:v1.30.0"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "kube-apiserver-cp-1", "namespace": "kube-system"},
+        "spec": {"containers": [{**base, **container}]},
+    }
+
+
+def failing(obj: dict[str, Any]) -> dict[str, str]:
+    """control -> detail, from `check` as a user runs it."""
+    result = cli("check", "--format", "json", "-", stdin=json.dumps(obj))
+    assert result.returncode in (0, 1), result.stderr
+    return {f["control"]: f["detail"] for f in json.loads(result.stdout)["findings"]}
+
+
+SECRET_ENV = [{"name": "EXTRA", "valueFrom": {"secretKeyRef": {"name": "apiserver-extra", "key": "args"}}}]
+
+CASES: dict[str, tuple[dict[str, Any], str, str]] = {
+    # name: (container, control that must fail, words its detail must carry)
+    "secret-args-after-flags": (
+        {"command": ["kube-apiserver", *GOOD, "$(EXTRA)"], "env": SECRET_ENV},
+        "client-ca-file",
+        "$(EXTRA) (content unknown before the pod runs) may set --client-ca-file",
+    ),
+    "envfrom-args": (
+        {"command": ["kube-apiserver", *GOOD, "$(FROM_CONFIGMAP)"], "envFrom": [{"configMapRef": {"name": "x"}}]},
+        "tls-cert-and-key",
+        "$(FROM_CONFIGMAP)",
+    ),
+    "undefined-args": (
+        {"command": ["kube-apiserver", *GOOD, "$(NOT_DEFINED)"]},
+        "client-ca-file",
+        "$(NOT_DEFINED)",
+    ),
+    "value-from-field": (
+        {
+            "command": ["kube-apiserver", *GOOD, "--authorization-mode=$(MODE)"],
+            "env": [{"name": "MODE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['mode']"}}}],
+        },
+        "authz-not-always-allow",
+        "--authorization-mode takes its value from $(MODE)",
+    ),
+    "shell-variable": (
+        {"command": ["/bin/sh", "-c", "exec kube-apiserver " + " ".join(GOOD) + " $EXTRA"]},
+        "client-ca-file",
+        "$EXTRA",
+    ),
+    "shell-braced-variable-value": (
+        {"command": ["/bin/sh", "-c", "exec kube-apiserver " + " ".join(GOOD[:2]) + " --client-ca-file=${CA}"]},
+        "client-ca-file",
+        "--client-ca-file takes its value from ${CA}",
+    ),
+    "custom-start-script-in-apiserver-image": (
+        {"command": ["/start.sh"], "args": GOOD},
+        "tls-cert-and-key",
+        "/start.sh, a program this reader cannot look into,",
+    ),
+    "flag-value-swallows-the-next-flag": (
+        {"command": ["kube-apiserver", *GOOD[:2], "--audit-log-path", "--client-ca-file=/pki/ca.crt"]},
+        "client-ca-file",
+        "--client-ca-file is not set",
+    ),
+    "single-dash-long-name": (
+        {"command": ["kube-apiserver", "-tls-cert-file=/pki/apiserver.crt", *GOOD[1:]]},
+        "tls-cert-and-key",
+        "--tls-cert-file",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_unreadable_or_misleading_forms_fail_through_check(case: str) -> None:
+    container, control, says = CASES[case]
+    found = failing(pod(container))
+    assert control in found, found
+    assert says in found[control], found[control]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_unreadable_or_misleading_forms_are_denied_by_the_webhook(case: str, enforce_client: ApiserverClient) -> None:
+    container, control, says = CASES[case]
+    answer = enforce_client.review(admission_review(pod(container)))
+    assert answer["allowed"] is False
+    assert control in answer["auditAnnotations"]
+    assert says in answer["status"]["message"]
+
+
+def test_flags_given_after_an_unreadable_item_still_decide() -> None:
+    container = {"command": ["kube-apiserver", "$(EXTRA)", *GOOD], "env": SECRET_ENV}
+    found = failing(pod(container))
+    assert "tls-cert-and-key" not in found and "client-ca-file" not in found
+    assert "could not read the command line" in found["token-auth-file-unset"]  # passes when unset, else
+
+
+def test_positional_parameters_of_the_script_are_read() -> None:
+    """`sh -c 'exec kube-apiserver "$@"' sh --flags...`: the flags are the words after the script (POSIX 2.5.2)."""
+    container = {"command": ["/bin/sh", "-c", 'exec kube-apiserver "$@"', "sh", *GOOD]}
+    found = failing(pod(container))
+    assert "tls-cert-and-key" not in found and "client-ca-file" not in found
+    bad = failing(pod({"command": ["/bin/sh", "-c", 'exec kube-apiserver "$@"', "sh", *GOOD[:2]]}))
+    assert bad["client-ca-file"] == "--client-ca-file is not set"
+
+
+def test_the_same_forms_with_readable_values_pass() -> None:
+    known = {"command": ["kube-apiserver", *GOOD[:2], "$(CA)"], "env": [{"name": "CA", "value": GOOD[2]}]}
+    assert "client-ca-file" not in failing(pod(known))
+    script = {"command": ["/bin/sh", "-c", "exec kube-apiserver " + " ".join(GOOD)]}
+    assert not {"tls-cert-and-key", "client-ca-file"} & set(failing(pod(script)))
