@@ -52,7 +52,7 @@ GOBUILD := CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -p 2 -trimpath
 
 $(KUBE_BIN)/kube-apiserver $(KUBE_BIN)/kube-controller-manager &: $(K8S_MOD)/go.mod $(K8S_MOD)/go.sum
 	@mkdir -p $(KUBE_BIN)
-	@echo "building kube-apiserver and kube-controller-manager $(KUBE_VERSION) (cold: ~25 min on 2 cores)"
+	@echo "building kube-apiserver and kube-controller-manager $(KUBE_VERSION) (cold: about 8 min on 2 cores)"
 	@start=$$(date +%s); cd $(K8S_MOD) && $(GOBUILD) -ldflags "$(KUBE_LDFLAGS)" -o $(abspath $(KUBE_BIN))/ \
 		k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
 		&& echo "built kube-apiserver and kube-controller-manager in $$(( $$(date +%s) - start )) s"

@@ -113,3 +113,32 @@ def test_workloads_in_unlabelled_namespaces_are_not_sent(enforce: Registered) ->
     code, stderr = _create(enforce, _deployment(name, "plain-b", BAD_FLAGS))
     assert code == 0, stderr
     assert not enforce.reached(name)
+
+
+def _with_init(name: str, restart_policy: str | None) -> dict[str, Any]:
+    obj = _pod(name, "registry.k8s.io/pause:3.10", ["/pause"])
+    init: dict[str, Any] = {
+        "name": "kube-apiserver",
+        "image": "registry.k8s.io/kube-apiserver:v1.37.2",
+        "command": ["kube-apiserver", *BAD_FLAGS],
+    }
+    if restart_policy:
+        init["restartPolicy"] = restart_policy
+    obj["spec"]["initContainers"] = [init]
+    return obj
+
+
+def test_native_sidecar_apiserver_is_sent_and_denied(enforce: Registered) -> None:
+    """An init container with restartPolicy Always runs for the pod's lifetime (1.28+): the apiserver's CEL
+    sends it, and it is judged like a container."""
+    name = unique("sidecar")
+    code, stderr = _create(enforce, _with_init(name, "Always"))
+    assert code == 1, stderr
+    assert "container 'kube-apiserver'" in stderr and "--tls-cert-file" in stderr
+
+
+def test_plain_init_container_apiserver_is_not_sent(enforce: Registered) -> None:
+    name = unique("init")
+    code, stderr = _create(enforce, _with_init(name, None))
+    assert code == 0, stderr
+    assert not enforce.reached(name)

@@ -201,9 +201,16 @@ def apiserver_of(container: Mapping[str, Any]) -> ApiserverContainer | None:
 
 
 def apiserver_containers(pod_spec: Mapping[str, Any]) -> list[ApiserverContainer]:
-    """Every app container of the pod that runs kube-apiserver (init containers never serve)."""
+    """Every container of the pod that runs kube-apiserver for the pod's lifetime: the app containers and the
+    native sidecars (init containers with `restartPolicy: Always`, Kubernetes 1.28+). Plain init containers run
+    to completion before the pod starts and never serve."""
     found = []
-    for container in _list(pod_spec.get("containers")):
+    sidecars = [
+        c
+        for c in _list(pod_spec.get("initContainers"))
+        if isinstance(c, Mapping) and c.get("restartPolicy") == "Always"
+    ]
+    for container in [*sidecars, *_list(pod_spec.get("containers"))]:
         if isinstance(container, Mapping):
             apiserver = apiserver_of(container)
             if apiserver is not None:
