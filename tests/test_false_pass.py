@@ -134,3 +134,19 @@ def test_the_same_forms_with_readable_values_pass() -> None:
     assert "client-ca-file" not in failing(pod(known))
     script = {"command": ["/bin/sh", "-c", "exec kube-apiserver " + " ".join(GOOD)]}
     assert not {"tls-cert-and-key", "client-ca-file"} & set(failing(pod(script)))
+
+
+@pytest.mark.parametrize("cis_version", ["1.23", "1.9.0", "1.5.1", "2.0.1"])
+def test_suites_go_calls_insecure_fail_under_every_benchmark(cis_version: str) -> None:
+    """The v1.23-1.9.0 lists name 3DES and RSA key-exchange suites; Go's crypto/tls InsecureCipherSuites wins."""
+    for suite in ("TLS_RSA_WITH_3DES_EDE_CBC_SHA", "TLS_RSA_WITH_AES_128_GCM_SHA256"):
+        obj = pod({"command": ["kube-apiserver", *GOOD, f"--tls-cipher-suites={suite}"]})
+        result = cli("check", "--format", "json", "--cis-version", cis_version, "-", stdin=json.dumps(obj))
+        found = {f["control"]: f["detail"] for f in json.loads(result.stdout)["findings"]}
+        assert "Go itself lists as insecure" in found["tls-cipher-suites-strong"], (cis_version, suite)
+
+
+def test_a_space_after_the_comma_stops_kube_apiserver() -> None:
+    suites = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
+    found = failing(pod({"command": ["kube-apiserver", *GOOD, f"--tls-cipher-suites={suites}"]}))
+    assert "kube-apiserver will not start" in found["tls-cipher-suites-strong"]

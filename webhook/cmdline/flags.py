@@ -152,6 +152,11 @@ class Flags:
                     out.append(item)
         return out
 
+    def raw_items(self, name: str) -> list[str]:
+        """A list flag's items as pflag's StringSlice keeps them (encoding/csv: spaces kept, `a,,b` has an empty
+        item); an empty value adds nothing."""
+        return [item for value in self._index.get(name) or () if value for item in value.split(",")]
+
     def names(self) -> set[str]:
         return set(self._index)
 

@@ -50,6 +50,8 @@ class Catalog:
     # benchmark -> (lowest, highest) Kubernetes minor it targets, as kube-bench maps them
     kubernetes_for: Mapping[str, tuple[tuple[int, int], tuple[int, int]]] = field(default_factory=dict)
     config_file_flags: tuple[str, ...] = ()
+    # suites that fail whatever the benchmark's list says (Go's crypto/tls InsecureCipherSuites)
+    insecure_ciphers: frozenset[str] = frozenset()
 
     def control(self, key: str) -> Control:
         for control in self.controls:
@@ -118,6 +120,7 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
         cipher_list_for=list_for,
         kubernetes_for=kube,
         config_file_flags=tuple(str(f) for f in data.get("config_file_flags") or ()),
+        insecure_ciphers=frozenset(str(s) for s in data.get("insecure_ciphers") or ()),
     )
 
 

@@ -114,6 +114,18 @@ def _op_ciphers(check: Mapping[str, Any]) -> Checker:
         items = flags.items(name)
         if not items:
             return f"--{name} is not set (Go's default list includes CBC and RSA key-exchange suites)"
+        # pflag's StringSlice keeps spaces and empty items; component-base TLSCipherSuites then refuses the name.
+        malformed = [repr(item) for item in flags.raw_items(name) if item != item.strip() or not item]
+        if malformed:
+            return (
+                f"--{name} has {', '.join(malformed)}: kube-apiserver will not start "
+                '("Cipher suite ... not supported or doesn\'t exist")'
+            )
+        insecure = [suite for suite in items if suite in ctx.catalog.insecure_ciphers]
+        if insecure:
+            return (
+                f"--{name} has suites Go itself lists as insecure, whatever the benchmark says: {', '.join(insecure)}"
+            )
         allowed = allowed_for(ctx)
         weak = [suite for suite in items if suite not in allowed]
         return f"--{name} has suites outside the strong list: {', '.join(weak)}" if weak else None
