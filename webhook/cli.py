@@ -295,6 +295,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f" {err.filename}" if err.filename else ""
         print(f"apiserver-tls-guard:{where} {err.strerror or err}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except Exception as err:  # never a traceback, and never exit 1, which CI reads as "findings"
+        print(f"apiserver-tls-guard: internal error: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_USAGE
     return code
 
 
