@@ -125,6 +125,19 @@ def test_command_line_mode_overrides_file(tmp_path: Path) -> None:
         ("mode: [", "not valid YAML"),
         ("- a\n- b\n", "top level must be a mapping"),
         ("mode: maybe\n", "not a mode"),
+        # Typos that must never switch the guard off: each names the file, the field and what was expected.
+        ('exemptions: {names: "lab-*"}\n', "exemptions.names: expected a list of name patterns"),
+        ("exemptions: {names: ['*']}\n", "would exempt every pod"),
+        ("exemptions: {labelSelectors: [{}]}\n", "an empty selector would exempt every pod"),
+        ("exemptions: {labelSelectors: [{matchLabel: {a: b}}]}\n", "unknown keys ['matchLabel']"),
+        ("exemptions: {namespace: [lab]}\n", "exemptions: unknown keys ['namespace']"),
+        ("exemptions: {namespaces: lab}\n", "exemptions.namespaces: expected a list of namespaces"),
+        ("controls: {client-ca-file: {mode: warn, note: x}}\n", "controls.client-ca-file: unknown keys ['note']"),
+        ("workloadNamespaces: clusters-*\n", "workloadNamespaces: expected a list"),
+        (
+            "exemptions: {labelSelectors: [{matchExpressions: [{key: a, operator: In}]}]}\n",
+            "In needs values",
+        ),
     ],
 )
 def test_serve_with_a_bad_config_exits_2_with_the_reason(tmp_path: Path, content: str, says: str) -> None:
@@ -133,6 +146,9 @@ def test_serve_with_a_bad_config_exits_2_with_the_reason(tmp_path: Path, content
     result = cli("serve", "--config", str(config), "--certs-dir", str(tmp_path / "c"), "--port", "1")
     assert result.returncode == 2
     assert says in result.stderr and "Traceback" not in result.stderr
+    assert str(config) in result.stderr
+    checked = cli("check", "--config", str(config), "-", stdin="kind: ConfigMap\n")
+    assert checked.returncode == 2 and says in checked.stderr
 
 
 def test_serve_with_a_missing_config_exits_2(tmp_path: Path) -> None:

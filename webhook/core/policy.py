@@ -144,22 +144,48 @@ def _mode(value: Any, where: str, allowed: tuple[Mode, ...]) -> Mode:
     return mode
 
 
+def _strings(value: Any, where: str, what: str) -> tuple[str, ...]:
+    """A list of non-empty strings, or a ConfigError naming the field: `names: "lab-*"` must never be read as
+    the five one-letter patterns l, a, b, -, * (the last of which exempts every pod)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigError(f"{where}: expected a list of {what} (non-empty strings), got {value!r}")
+    return tuple(value)
+
+
+def _keys(raw: Mapping[str, Any], known: set[str], where: str) -> None:
+    extra = set(raw) - known
+    if extra:
+        raise ConfigError(f"{where}: unknown keys {sorted(map(str, extra))} (known: {sorted(known)})")
+
+
 def _selector(raw: Any, where: str) -> LabelSelector:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: a label selector is a mapping with matchLabels/matchExpressions")
+    _keys(raw, {"matchLabels", "matchExpressions"}, where)
     labels = raw.get("matchLabels") or {}
-    if not isinstance(labels, Mapping):
-        raise ConfigError(f"{where}.matchLabels: must be a mapping of label to value")
+    if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
+        raise ConfigError(f"{where}.matchLabels: must be a mapping of label to string value")
+    raw_expressions = raw.get("matchExpressions") or []
+    if not isinstance(raw_expressions, list):
+        raise ConfigError(f"{where}.matchExpressions: must be a list")
     expressions = []
-    for i, expr in enumerate(raw.get("matchExpressions") or []):
+    for i, expr in enumerate(raw_expressions):
         at = f"{where}.matchExpressions[{i}]"
         if not isinstance(expr, Mapping) or "key" not in expr or "operator" not in expr:
             raise ConfigError(f"{at}: needs key and operator")
+        _keys(expr, {"key", "operator", "values"}, at)
         operator = str(expr["operator"])
         if operator not in ("In", "NotIn", "Exists", "DoesNotExist"):
             raise ConfigError(f"{at}: operator {operator!r} is not In, NotIn, Exists or DoesNotExist")
-        values = tuple(str(v) for v in expr.get("values") or ())
+        values = _strings(expr.get("values"), f"{at}.values", "label values")
+        if operator in ("In", "NotIn") and not values:
+            raise ConfigError(f"{at}: {operator} needs values (metav1.LabelSelector validation)")
         expressions.append((str(expr["key"]), operator, values))
+    if not labels and not expressions:
+        # An empty selector matches every object: as an exemption it would switch the guard off.
+        raise ConfigError(f"{where}: an empty selector would exempt every pod; give matchLabels or matchExpressions")
     return LabelSelector({str(k): str(v) for k, v in labels.items()}, tuple(expressions))
 
 
@@ -182,23 +208,32 @@ def parse_policy(data: Mapping[str, Any], catalog: Catalog | None = None, source
     for key, settings in controls.items():
         if key not in catalog.keys:
             raise ConfigError(f"{source}: controls.{key}: no such control (known: {', '.join(catalog.keys)})")
+        if isinstance(settings, Mapping):
+            _keys(settings, {"mode"}, f"{source}: controls.{key}")
         raw_mode = settings.get("mode") if isinstance(settings, Mapping) else settings
         control_modes[str(key)] = _mode(raw_mode, f"{source}: controls.{key}.mode", (*GLOBAL_MODES, Mode.OFF))
     ex = data.get("exemptions") or {}
     if not isinstance(ex, Mapping):
         raise ConfigError(f"{source}: exemptions must be a mapping")
+    _keys(ex, {"namespaces", "names", "labelSelectors"}, f"{source}: exemptions")
+    names = _strings(ex.get("names"), f"{source}: exemptions.names", "name patterns")
+    for pattern in names:
+        if not pattern.strip("*?"):
+            raise ConfigError(f"{source}: exemptions.names: {pattern!r} would exempt every pod")
+    selectors = ex.get("labelSelectors")
+    if selectors is not None and not isinstance(selectors, list):
+        raise ConfigError(f"{source}: exemptions.labelSelectors: expected a list of label selectors")
     exemptions = Exemptions(
-        namespaces=frozenset(str(n) for n in ex.get("namespaces") or ()),
-        names=tuple(str(p) for p in ex.get("names") or ()),
+        namespaces=frozenset(_strings(ex.get("namespaces"), f"{source}: exemptions.namespaces", "namespaces")),
+        names=names,
         selectors=tuple(
-            _selector(s, f"{source}: exemptions.labelSelectors[{i}]")
-            for i, s in enumerate(ex.get("labelSelectors") or ())
+            _selector(s, f"{source}: exemptions.labelSelectors[{i}]") for i, s in enumerate(selectors or ())
         ),
     )
-    workload_namespaces = data.get("workloadNamespaces") or ()
-    if not isinstance(workload_namespaces, list | tuple):
-        raise ConfigError(f"{source}: workloadNamespaces must be a list of namespaces (globs allowed)")
-    return Policy(mode, cis, control_modes, exemptions, catalog, tuple(str(n) for n in workload_namespaces))
+    workload_namespaces = _strings(
+        data.get("workloadNamespaces"), f"{source}: workloadNamespaces", "namespaces (globs allowed)"
+    )
+    return Policy(mode, cis, control_modes, exemptions, catalog, workload_namespaces)
 
 
 def load_policy(path: str | Path | None, **overrides: Any) -> Policy:
