@@ -83,7 +83,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         http=args.http,
         reload_interval=args.reload_interval,
     )
-    return serve(settings)
+    try:
+        return serve(settings)
+    except KeyboardInterrupt:  # Ctrl-C before uvicorn took over the signals: nothing was in flight
+        return EXIT_OK
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

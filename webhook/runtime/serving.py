@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import ssl
 import tempfile
 from collections.abc import Callable
@@ -107,6 +108,9 @@ def serve(settings: ServeSettings) -> int:
             certificate=str(files.cert),
         ),
     )
+    # uvicorn drains in-flight reviews on SIGTERM, then raises the signal again to the handler it found: with
+    # Python's default that kills the process (exit 143). A handler of our own makes it a clean exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     if settings.workers > 1:
         sock = config.bind_socket()
         uvicorn.supervisors.Multiprocess(config, sockets=[sock]).run()
