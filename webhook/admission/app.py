@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from webhook.admission import review as admission
 from webhook.admission.decide import decide
 from webhook.admission.review import BadReview
-from webhook.core.policy import Mode, Policy
+from webhook.core.policy import Mode, Policy, PolicyInForce
 from webhook.runtime import logs, metrics
 
 # An UPDATE review carries `object` and `oldObject`, each up to kube-apiserver's 3 MiB request limit, plus the
@@ -120,7 +120,7 @@ async def _read_body(receive: Receive, declared: int | None) -> bytes | None:
     return b"".join(chunks)
 
 
-def validate_endpoint(policy: Policy) -> ASGIApp:
+def validate_endpoint(in_force: PolicyInForce) -> ASGIApp:
     async def validate(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             await _send(send, 405, _problem_body(405, "Method Not Allowed"), ((b"allow", b"POST"),))
@@ -139,7 +139,7 @@ def validate_endpoint(policy: Policy) -> ASGIApp:
         if body is None:
             await _send(send, 413, _problem_body(413, f"body is larger than {MAX_BODY_BYTES} bytes"))
             return
-        status, payload = answer_review(policy, body)
+        status, payload = answer_review(in_force.policy, body)
         await _send(send, status, payload)
 
     return validate
@@ -189,9 +189,14 @@ def create_api(background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (
     return app
 
 
-def create_app(policy: Policy, background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()) -> ASGIApp:
+def create_app(
+    policy: Policy | PolicyInForce, background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
+) -> ASGIApp:
+    """The ASGI app: `/validate` on a plain ASGI path (the hot path), everything else through FastAPI. A
+    `PolicyInForce` may be swapped while serving (the policy reloader); a bare `Policy` is fixed."""
     api = create_api(background)
-    validate = validate_endpoint(policy)
+    in_force = policy if isinstance(policy, PolicyInForce) else PolicyInForce(policy, "")
+    validate = validate_endpoint(in_force)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == VALIDATE_PATH:

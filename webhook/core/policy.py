@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -234,6 +235,22 @@ def parse_policy(data: Mapping[str, Any], catalog: Catalog | None = None, source
         data.get("workloadNamespaces"), f"{source}: workloadNamespaces", "namespaces (globs allowed)"
     )
     return Policy(mode, cis, control_modes, exemptions, catalog, workload_namespaces)
+
+
+@dataclass
+class PolicyInForce:
+    """The policy the webhook answers with now, and the hash it is known by; swapped whole when the file changes,
+    so a review never sees half of an old policy and half of a new one."""
+
+    policy: Policy
+    digest: str
+
+
+def policy_digest(path: str | Path | None, overrides: Mapping[str, Any]) -> str:
+    """A short hash of what the policy is made from: the file's bytes and the command-line settings."""
+    content = Path(path).read_bytes() if path is not None else b""
+    settings = repr(sorted((k, v) for k, v in overrides.items() if v is not None)).encode()
+    return hashlib.sha256(content + b"\0" + settings).hexdigest()[:16]
 
 
 def load_policy(path: str | Path | None, **overrides: Any) -> Policy:

@@ -57,6 +57,24 @@ BUILD_INFO = Gauge(
 BUILD_INFO.labels(__version__, platform.python_version()).set(1)
 
 
+POLICY_INFO = Gauge(
+    f"{NAMESPACE}_policy_info",
+    "1 for the policy in force, 0 for one it replaced; the label is its hash (file and command-line settings).",
+    ["hash"],
+    multiprocess_mode="max",
+)
+POLICY_RELOAD_ERRORS = Counter(
+    f"{NAMESPACE}_policy_reload_errors_total",
+    "Changed policy files that were refused (invalid); the policy in force was kept.",
+)
+
+
+def record_policy(digest: str, previous: str | None = None) -> None:
+    if previous and previous != digest:
+        POLICY_INFO.labels(previous).set(0)  # not remove(): worker processes share the metric files
+    POLICY_INFO.labels(digest).set(1)
+
+
 def record_certificates(cert_file: Path, ca_file: Path) -> None:
     for name, path in (("serving", cert_file), ("ca", ca_file)):
         try:

@@ -61,16 +61,23 @@ class TlsContextFactory:
 def build_app() -> ASGIApp:
     """uvicorn's app factory, run in every worker: settings come from the environment the CLI set."""
     from webhook.admission.app import create_app
-    from webhook.core.policy import load_policy
+    from webhook.core.policy import PolicyInForce, load_policy, policy_digest
     from webhook.runtime import metrics
+    from webhook.runtime.policy_reload import PolicyReloader
 
     settings = ServeSettings(**json.loads(os.environ[SETTINGS_ENV]))
     logs.configure(settings.log_level, settings.log_format)
-    policy = load_policy(settings.config, mode=settings.mode, cisVersion=settings.cis_version)
+    overrides = {"mode": settings.mode, "cisVersion": settings.cis_version}
+    in_force = PolicyInForce(load_policy(settings.config, **overrides), policy_digest(settings.config, overrides))
+    metrics.record_policy(in_force.digest)
+    log.info("policy in force", extra=logs.fields(policyHash=in_force.digest, file=settings.config))
     files = CertFiles(Path(settings.certs_dir))
     metrics.record_certificates(files.cert, files.ca_cert)
     reloader = reload.CertReloader(files.cert, files.key, files.ca_cert, settings.reload_interval)
-    return create_app(policy, background=[reloader.run])
+    background = [reloader.run]
+    if settings.config:
+        background.append(PolicyReloader(settings.config, overrides, in_force, settings.reload_interval).run)
+    return create_app(in_force, background=background)
 
 
 def serve(settings: ServeSettings) -> int:
