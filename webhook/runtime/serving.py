@@ -86,9 +86,13 @@ def serve(settings: ServeSettings) -> int:
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker keeps its own counters; this folder lets /metrics add them up.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="apiserver-tls-guard-metrics-")
+    from webhook.runtime.http_limits import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
+
     options: dict[str, Any] = {}
-    if settings.http != "auto":
-        options["http"] = settings.http
+    if settings.http == "h11":
+        options.update(http="h11", h11_max_incomplete_event_size=MAX_HEAD_BYTES)
+    else:  # httptools (the default): with our bounds on head size, header count and read time
+        options["http"] = BoundedHttpToolsProtocol
     config = uvicorn.Config(
         settings.app_factory,
         factory=True,
