@@ -150,3 +150,56 @@ def test_a_space_after_the_comma_stops_kube_apiserver() -> None:
     suites = "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384"
     found = failing(pod({"command": ["kube-apiserver", *GOOD, f"--tls-cipher-suites={suites}"]}))
     assert "kube-apiserver will not start" in found["tls-cipher-suites-strong"]
+
+
+SCRIPTS = {
+    # name: (script argv, controls that must fail)
+    "or-fallback-is-worse": (
+        ["/bin/sh", "-c", f"kube-apiserver {' '.join(GOOD)} || exec kube-apiserver {' '.join(GOOD[:2])}"],
+        {"client-ca-file"},
+    ),
+    "if-else-branch-is-worse": (
+        ["/bin/bash", "-c", f"if [ -f /x ]; then exec kube-apiserver {' '.join(GOOD)}; "
+         f"else exec kube-apiserver {' '.join(GOOD[2:])}; fi"],
+        {"tls-cert-and-key"},
+    ),
+    "case-arm-is-worse": (
+        ["/bin/sh", "-c", f"case $MODE in a) exec kube-apiserver {' '.join(GOOD)};; "
+         f"*) exec kube-apiserver {' '.join(GOOD[:2])};; esac"],
+        {"client-ca-file"},
+    ),
+    "function-runs-a-worse-one": (
+        ["/bin/sh", "-c", f"run() {{ exec kube-apiserver {' '.join(GOOD[:2])}; }}; run"],
+        {"client-ca-file"},
+    ),
+    "option-cluster-before-c": (
+        ["/bin/bash", "-euo", "pipefail", "-c", f"exec kube-apiserver {' '.join(GOOD[:2])}"],
+        {"client-ca-file"},
+    ),
+    "option-cluster-with-c-first": (
+        ["/bin/bash", "-ceo", "pipefail", f"exec kube-apiserver {' '.join(GOOD[:2])}"],
+        {"client-ca-file"},
+    ),
+    "exec-dollar-zero": (
+        ["/bin/sh", "-c", 'exec "$0" "$@"', "kube-apiserver", *GOOD[:2]],
+        {"client-ca-file"},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(SCRIPTS))
+def test_every_apiserver_a_script_can_run_is_judged(case: str, enforce_client: ApiserverClient) -> None:
+    argv, must_fail = SCRIPTS[case]
+    container = {"name": "kas", "image": "quay.io/example/control-plane:1.0", "command": argv}  # not an apiserver image
+    assert must_fail <= set(failing(pod(container)))
+    answer = enforce_client.review(admission_review(pod(container)))
+    assert answer["allowed"] is False and must_fail <= set(answer["auditAnnotations"])
+
+
+def test_here_document_bodies_are_data_not_commands() -> None:
+    script = (
+        "cat <<EOF > /etc/motd\nkube-apiserver --anonymous-auth=true\nEOF\n"
+        f"exec kube-apiserver {' '.join(GOOD)} --anonymous-auth=false"
+    )
+    container = {"name": "kas", "image": "quay.io/example/cp:1", "command": ["/bin/sh", "-c", script]}
+    assert "anonymous-auth-disabled" not in failing(pod(container))

@@ -70,13 +70,15 @@ def _shell_script(argv: Sequence[str]) -> tuple[str, list[str]] | None:
         if token == "--":
             i += 1
             continue
-        if token.startswith(("-", "+")) and len(token) > 1:
-            if token in ("-o", "+o", "-O", "+O"):
-                i += 2
-                continue
-            if token.startswith("-") and "c" in token[1:] and not token.startswith("--"):
-                saw_c = True
-            i += 1
+        if token.startswith(("-", "+")) and len(token) > 1 and not token.startswith("--"):
+            # A cluster of one-letter options (`-euo pipefail`, `-ceo pipefail`): each `o`/`O` takes the next
+            # argument as its option name (bash's set -o), so that word is not the script.
+            letters = token[1:]
+            saw_c = saw_c or (token[0] == "-" and "c" in letters)
+            i += 1 + letters.count("o") + letters.count("O")
+            continue
+        if token.startswith("--"):
+            i += 1  # bash's long options (--norc, --login) take no argument
             continue
         return (token, list(argv[i + 1 :])) if saw_c else None
     return None
@@ -110,38 +112,45 @@ def _shell_words(words: Sequence[str], params: Sequence[str]) -> list[str]:
 _PROGRAMS = APISERVER_BINARIES | HYPERKUBE_BINARIES | SHELLS | WRAPPERS
 
 
-def find_apiserver_args(argv: Sequence[str], depth: int = 0) -> list[str] | None:
-    """kube-apiserver's own arguments when `argv` runs it, directly or through wrappers; else None.
+def all_apiserver_args(argv: Sequence[str], depth: int = 0) -> list[list[str]]:
+    """kube-apiserver's own arguments for every way `argv` can run it, directly or through wrappers.
 
     The program is argv[0]. Only known wrappers (which exec the program named after their own options) are
-    looked through, so `echo kube-apiserver` or a sidecar's `--bin=/usr/bin/kube-apiserver` never count.
+    looked through, so `echo kube-apiserver` or a sidecar's `--bin=/usr/bin/kube-apiserver` never count. A script
+    can run it more than once (`a || b`, `if ...; then ...; else ...; fi`, `case`, a function): each is returned,
+    and each is judged, so the worst one decides.
     """
     if depth > 6 or not argv:
-        return None
+        return []
     program = _basename(argv[0])
     if program in APISERVER_BINARIES:
-        return list(argv[1:])
+        return [list(argv[1:])]
     if program in HYPERKUBE_BINARIES:
-        return list(argv[2:]) if len(argv) > 1 and argv[1] in HYPERKUBE_SUBCOMMANDS else None
+        return [list(argv[2:])] if len(argv) > 1 and argv[1] in HYPERKUBE_SUBCOMMANDS else []
     if program in SHELLS:
         rest = argv[1:] if program == "busybox" and len(argv) > 1 and argv[1] in SHELLS else argv
         parsed = _shell_script(rest)
         if parsed is None:
-            return None
+            return []
         script, params = parsed
+        found: list[list[str]] = []
         for command in shell.simple_commands(script):
-            found = find_apiserver_args(_shell_words(command, params), depth + 1)
-            if found is not None:
-                return found
-        return None
+            found.extend(all_apiserver_args(_shell_words(command, params), depth + 1))
+        return found
     if program in WRAPPERS:
         for i in range(1, len(argv)):
             if argv[i].startswith("-"):
                 continue
-            found = find_apiserver_args(argv[i:], depth + 1)
-            if found is not None:
-                return found
-    return None
+            inner = all_apiserver_args(argv[i:], depth + 1)
+            if inner:
+                return inner
+    return []
+
+
+def find_apiserver_args(argv: Sequence[str], depth: int = 0) -> list[str] | None:
+    """The first of `all_apiserver_args`, or None when `argv` never runs kube-apiserver."""
+    found = all_apiserver_args(argv, depth)
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)
@@ -167,11 +176,12 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def apiserver_of(container: Mapping[str, Any]) -> ApiserverContainer | None:
+def apiservers_of(container: Mapping[str, Any]) -> list[ApiserverContainer]:
+    """The kube-apiserver runs of one container: usually one; a script may hold several."""
     command = _strings(container.get("command"))
     args = _strings(container.get("args"))
     if command is None or args is None:
-        return None
+        return []
     env = container_env(container)
     image = container.get("image") if isinstance(container.get("image"), str) else ""
     name = container.get("name") if isinstance(container.get("name"), str) else ""
@@ -181,23 +191,36 @@ def apiserver_of(container: Mapping[str, Any]) -> ApiserverContainer | None:
             # A kube-apiserver image running a program we cannot look into (`/start.sh`): judged, never passed.
             program = visible(expand(command[0], env))
             unreadable = Flags(opaque=[(0, f"{program}, a program this reader cannot look into,")])
-            return ApiserverContainer(name, image, (), unreadable)
-        return None  # most containers of a pod: decided by their program alone, before expanding the rest
+            return [ApiserverContainer(name, image, (), unreadable)]
+        return []  # most containers of a pod: decided by their program alone, before expanding the rest
     command = [expand(item, env) for item in command]
     args = [expand(item, env) for item in args]
-    found = find_apiserver_args(command + args)
+    runs = all_apiserver_args(command + args)
     via_entrypoint = False
-    if found is None and not command:
+    if not runs and not command:
         # No command: the image's ENTRYPOINT runs. The kube-apiserver image's entrypoint is the binary;
         # hyperkube's takes the subcommand as args[0].
         base = image_name(image)
         if base in APISERVER_BINARIES:
-            found, via_entrypoint = args, True
+            runs, via_entrypoint = [args], True
         elif base in HYPERKUBE_BINARIES and args and args[0] in HYPERKUBE_SUBCOMMANDS:
-            found, via_entrypoint = args[1:], True
-    if found is None:
-        return None
-    return ApiserverContainer(name, image, tuple(found), parse_flags(found), via_entrypoint)
+            runs, via_entrypoint = [args[1:]], True
+    return [
+        ApiserverContainer(
+            name if i == 0 else f"{name} (kube-apiserver run {i + 1} in its script)",
+            image,
+            tuple(found),
+            parse_flags(found),
+            via_entrypoint,
+        )
+        for i, found in enumerate(runs)
+    ]
+
+
+def apiserver_of(container: Mapping[str, Any]) -> ApiserverContainer | None:
+    """The container's first kube-apiserver run, or None."""
+    runs = apiservers_of(container)
+    return runs[0] if runs else None
 
 
 def apiserver_containers(pod_spec: Mapping[str, Any]) -> list[ApiserverContainer]:
@@ -212,7 +235,5 @@ def apiserver_containers(pod_spec: Mapping[str, Any]) -> list[ApiserverContainer
     ]
     for container in [*sidecars, *_list(pod_spec.get("containers"))]:
         if isinstance(container, Mapping):
-            apiserver = apiserver_of(container)
-            if apiserver is not None:
-                found.append(apiserver)
+            found.extend(apiservers_of(container))
     return found

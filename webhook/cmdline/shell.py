@@ -69,8 +69,22 @@ class _Reader:
         text = self.text
         n = len(text)
         i = 0
+        heredocs: list[tuple[str, bool]] = []  # (delimiter, strip leading tabs) waiting for the next newline
         while i < n:
             ch = text[i]
+            if ch == "\n" and heredocs:
+                # Here-document bodies are data, never commands (POSIX 2.7.4): skip to each delimiter line.
+                out.append(("\n", True))
+                i += 1
+                for delimiter, strip_tabs in heredocs:
+                    while i < n:
+                        end = text.find("\n", i)
+                        line = text[i : n if end < 0 else end]
+                        i = n if end < 0 else end + 1
+                        if (line.lstrip("\t") if strip_tabs else line) == delimiter:
+                            break
+                heredocs = []
+                continue
             if ch in " \t\r":
                 i += 1
                 continue
@@ -84,6 +98,14 @@ class _Reader:
             if ch in _OPERATOR_CHARS:
                 op, i = self._operator(i)
                 out.append((op, True))
+                if op == "<<":
+                    strip_tabs = i < n and text[i] == "-"
+                    i += strip_tabs
+                    while i < n and text[i] in " \t":
+                        i += 1
+                    delimiter, i, _ = self._word(i)
+                    heredocs.append((delimiter, strip_tabs))
+                    out.append((delimiter, False))
                 continue
             word, i, io_number = self._word(i)
             if io_number and i < n and text[i] in "<>":
