@@ -14,39 +14,56 @@ from tests.fake_kube_api import FakeKubeApi, serve_fake_api
 from tests.test_http import COMPLIANT, NO_TLS, apiserver_pod, hosted_apiserver
 
 
-def _owned(obj: dict[str, Any], kind: str) -> dict[str, Any]:
-    obj["metadata"]["ownerReferences"] = [{"kind": kind, "name": "x", "apiVersion": "apps/v1", "uid": "1"}]
+def _owned(obj: dict[str, Any], kind: str, owner: str = "x") -> dict[str, Any]:
+    obj["metadata"]["ownerReferences"] = [
+        {"kind": kind, "name": owner, "apiVersion": "apps/v1", "uid": "1", "controller": True}
+    ]
     return obj
+
+
+def _replica_set(name: str, *flags: str) -> dict[str, Any]:
+    rs = hosted_apiserver("ReplicaSet", *flags, namespace="kube-system")
+    rs["metadata"]["name"] = name
+    return rs
 
 
 def test_scan_reports_apiservers_across_pages_and_kinds(tmp_path: Path) -> None:
     pods = [apiserver_pod(*COMPLIANT, name=f"kube-apiserver-cp-{i}") for i in range(600)]
     pods.append(apiserver_pod(*NO_TLS, name="kube-apiserver-bad"))
-    pods.append(_owned(apiserver_pod(*NO_TLS, name="kas-from-rs"), "ReplicaSet"))  # judged via its owner
+    pods.append(_owned(apiserver_pod(*NO_TLS, name="kas-from-rs"), "ReplicaSet"))  # fails as its owner: once
+    pods.append(_owned(apiserver_pod(*NO_TLS, name="kas-old"), "ReplicaSet", "fixed"))  # owner fixed since: drift
+    pods.append(_owned(apiserver_pod(*NO_TLS, name="kas-forged"), "ReplicaSet", "nobody"))  # owner unknown
     api = FakeKubeApi(
         lists={
             "/api/v1/pods": pods,
             "/apis/apps/v1/deployments": [hosted_apiserver("Deployment", *NO_TLS)],
             "/apis/apps/v1/statefulsets": [],
             "/apis/apps/v1/daemonsets": [],
-            "/apis/apps/v1/replicasets": [],
+            "/apis/apps/v1/replicasets": [_replica_set("x", *NO_TLS), _replica_set("fixed", *COMPLIANT)],
             "/apis/batch/v1/jobs": [],
             "/apis/batch/v1/cronjobs": [],
+            "/api/v1/replicationcontrollers": [],
+            "/api/v1/podtemplates": [],
         }
     )
     with serve_fake_api(api, tmp_path) as kubeconfig:
         result = cli("scan", "--kubeconfig", str(kubeconfig), "--format", "json")
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
-    assert report["apiservers"] == 602
     assert {(f["kind"], f["name"]) for f in report["findings"]} == {
         ("Pod", "kube-apiserver-bad"),
         ("Deployment", "kas"),
+        ("ReplicaSet", "x"),
+        ("Pod", "kas-old"),
+        ("Pod", "kas-forged"),
     }
+    sources = {f["name"]: f["source"] for f in report["findings"]}
+    assert sources["kas-old"].endswith("(drift: differs from its owner replicaset/kube-system/fixed)")
+    assert "drift" not in sources["kas-forged"]
     pod_calls = [path for method, path, _ in api.requests if path.startswith("/api/v1/pods")]
-    assert len(pod_calls) == 3  # 602 pods in pages of 250
+    assert len(pod_calls) == 3  # 604 pods in pages of 250
     assert "continue=500" in pod_calls[-1]
-    assert "scanning Pods: 602" in result.stderr
+    assert "scanning Pods: 604" in result.stderr
 
 
 def test_forbidden_kind_is_reported_and_the_rest_still_scanned(tmp_path: Path) -> None:

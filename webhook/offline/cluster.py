@@ -25,26 +25,30 @@ class Listed:
     plural: str  # list_<plural>_for_all_namespaces / list_namespaced_<plural>
 
 
+# Owners before what they own, Pods last: an owned object is compared with its owner's template.
 KINDS = (
-    Listed("Pod", "CoreV1Api", "pod"),
+    Listed("CronJob", "BatchV1Api", "cron_job"),
+    Listed("Job", "BatchV1Api", "job"),
     Listed("Deployment", "AppsV1Api", "deployment"),
+    Listed("ReplicaSet", "AppsV1Api", "replica_set"),
     Listed("StatefulSet", "AppsV1Api", "stateful_set"),
     Listed("DaemonSet", "AppsV1Api", "daemon_set"),
-    Listed("ReplicaSet", "AppsV1Api", "replica_set"),
-    Listed("Job", "BatchV1Api", "job"),
-    Listed("CronJob", "BatchV1Api", "cron_job"),
+    Listed("ReplicationController", "CoreV1Api", "replication_controller"),
+    Listed("PodTemplate", "CoreV1Api", "pod_template"),
+    Listed("Pod", "CoreV1Api", "pod"),
 )
-# An object owned by one of these is judged through its owner's template, so it is not reported twice.
-_JUDGED_OWNERS = frozenset(k.kind for k in KINDS)
+Failures = frozenset[tuple[str, str]]  # (container, control) pairs that fail
 
 
 class ScanError(Exception):
     """The cluster could not be read: no configuration, or a list call failed."""
 
 
-def _owned_by_judged(obj: Mapping[str, Any]) -> bool:
-    owners = (obj.get("metadata") or {}).get("ownerReferences") or []
-    return any(isinstance(o, Mapping) and o.get("kind") in _JUDGED_OWNERS for o in owners)
+def _owner(obj: Mapping[str, Any], namespace: str) -> tuple[str, str, str] | None:
+    """(kind, namespace, name) of the controlling owner (or the first owner), if any."""
+    owners = [o for o in (obj.get("metadata") or {}).get("ownerReferences") or [] if isinstance(o, Mapping)]
+    owner = next((o for o in owners if o.get("controller")), owners[0] if owners else None)
+    return (str(owner.get("kind")), namespace, str(owner.get("name"))) if owner else None
 
 
 def list_objects(
@@ -84,16 +88,28 @@ def list_objects(
 def scan(
     api: client.ApiClient, policy: Policy, namespace: str | None, progress: Callable[[str], None]
 ) -> tuple[list[Judged], list[str]]:
+    """Judge what runs, not only what is declared: every Pod is judged, also when a workload owns it. An owned
+    object that fails exactly as its owner's template is reported once, through the owner; one that differs (a
+    StatefulSet with OnDelete updates, a fixed template over an old pod, an ownerReference to nothing we know) is
+    reported itself, marked as drift when its owner is known."""
     judged: list[Judged] = []
     errors: list[str] = []
+    seen: dict[tuple[str, str, str], Failures] = {}
     for listed in KINDS:
         try:
             for obj in list_objects(api, listed, namespace, progress):
-                if _owned_by_judged(obj):
-                    continue
                 meta = obj.get("metadata") or {}
-                source = f"{listed.kind.lower()}/{meta.get('namespace', '')}/{meta.get('name', '')}"
-                judged.append(Judged(source, 1, evaluate(obj, policy)))
+                ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+                verdict = evaluate(obj, policy)
+                failures: Failures = frozenset((f.container, f.key) for f in verdict.findings)
+                seen[(listed.kind, ns, name)] = failures
+                source = f"{listed.kind.lower()}/{ns}/{name}"
+                owner = _owner(obj, ns)
+                if owner is not None and owner in seen:
+                    if seen[owner] == failures:
+                        continue  # reported through its owner
+                    source += f" (drift: differs from its owner {owner[0].lower()}/{owner[1]}/{owner[2]})"
+                judged.append(Judged(source, 1, verdict))
         except ScanError as err:
             errors.append(str(err))
     return judged, errors
