@@ -103,8 +103,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
                 "apiserver-tls-guard check: give manifest files or directories, - for stdin, or --node", file=sys.stderr
             )
             return EXIT_USAGE
-        inputs = read_inputs(args.paths)
+        inputs = read_inputs(args.paths, args.exclude)
         judged, errors = judge_inputs(inputs, policy), inputs.errors
+        for note in inputs.skipped:
+            print(f"apiserver-tls-guard: {note}", file=sys.stderr)
+        if not judged and not errors:
+            print("apiserver-tls-guard: 0 objects read from the inputs given", file=sys.stderr)
     return _print_report(judged, errors, policy, args.format)
 
 
@@ -251,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("paths", nargs="*", help="files, directories (searched for .yaml/.yml/.json), - for stdin")
     check.add_argument("--format", choices=["text", "json", "sarif"], default="text")
+    check.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB", help="skip matching paths (repeatable)"
+    )
     check.add_argument("--node", action="store_true", help="judge kube-apiserver processes running on this machine")
     check.add_argument("--proc-root", default="/proc", help="where /proc is (for tests and host mounts)")
     _add_policy_options(check, default_mode=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -22,6 +23,22 @@ class Inputs:
 
     texts: list[tuple[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # notes: inputs left out on purpose, and why
+
+
+_TEMPLATE_ACTION = re.compile(r"\{\{-?\s.*?\}\}|\{\{[^}]*\}\}", re.S)
+
+
+def _in_chart_templates(path: Path) -> bool:
+    """A file under a Helm chart's templates/: Go templates, YAML only once `helm template` renders them."""
+    return any(p.name == "templates" and (p.parent / "Chart.yaml").is_file() for p in path.resolve().parents)
+
+
+def _excluded(path: Path, root: Path, patterns: Sequence[str]) -> bool:
+    names = {path.as_posix()}
+    if root.is_dir():
+        names.add(path.relative_to(root).as_posix())
+    return any(fnmatch.fnmatch(name, pattern) for name in names for pattern in patterns)
 
 
 def _files_below(directory: Path) -> Iterator[Path]:
@@ -34,7 +51,9 @@ def _files_below(directory: Path) -> Iterator[Path]:
             yield path
 
 
-def read_inputs(paths: Sequence[str]) -> Inputs:
+def read_inputs(paths: Sequence[str], exclude: Sequence[str] = ()) -> Inputs:
+    """The texts of the files named (directories searched), minus those matching an `exclude` glob (on the path
+    as given or relative to the directory searched) and Helm chart templates, which are noted as skipped."""
     inputs = Inputs()
     for name in paths:
         if name == "-":
@@ -45,6 +64,11 @@ def read_inputs(paths: Sequence[str]) -> Inputs:
         if path.is_dir() and not files:
             inputs.errors.append(f"{name}: no .yaml, .yml or .json files in this directory")
         for file in files:
+            if exclude and _excluded(file, path, exclude):
+                continue
+            if _in_chart_templates(file):
+                inputs.skipped.append(f"{file}: skipped, a Helm chart template (check `helm template` output)")
+                continue
             try:
                 inputs.texts.append((str(file), file.read_text(encoding="utf-8")))
             except FileNotFoundError:
@@ -98,7 +122,11 @@ def judge_inputs(inputs: Inputs, policy: Policy) -> list[Judged]:
         try:
             judged.extend(judge_text(text, source, policy))
         except DocumentError as err:
-            inputs.errors.append(str(err))
+            if _TEMPLATE_ACTION.search(text):
+                # `{{ .Values.x }}` outside a chart folder: a template, not broken YAML.
+                inputs.skipped.append(f"{source}: skipped, a template ({{{{ ... }}}}), not YAML")
+            else:
+                inputs.errors.append(str(err))
     return judged
 
 
