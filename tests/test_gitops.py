@@ -57,3 +57,18 @@ def test_empty_input_says_so() -> None:
     result = cli("check", "-", stdin="")
     assert result.returncode == 0
     assert "0 objects read from the inputs given" in result.stderr
+
+
+def test_findings_from_a_file_point_at_the_file_and_line_and_each_remedy_is_printed_once(tmp_path: Path) -> None:
+    for name in ("a.yaml", "b.yaml"):
+        (tmp_path / name).write_text(BAD_APISERVER)
+    result = cli("check", str(tmp_path))
+    assert result.returncode == 1
+    out = result.stdout
+    assert f"Fix: edit {tmp_path / 'a.yaml'} at line 8." in out  # the command line, where the flag goes
+    assert "/etc/kubernetes/manifests" not in out  # that is for mirror pods and --node
+    remedy = "set --tls-cert-file=<path to serving certificate> --tls-private-key-file=<path to its key>"
+    assert out.count(remedy) == 1
+    json_out = cli("check", "--format", "json", str(tmp_path / "a.yaml")).stdout
+    [tls] = [f for f in json.loads(json_out)["findings"] if f["control"] == "tls-cert-and-key"]
+    assert f"edit {tmp_path / 'a.yaml'} at line 8 and set --tls-cert-file" in tls["message"]

@@ -6,7 +6,7 @@ import fnmatch
 import re
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from webhook.core.engine import evaluate
@@ -88,6 +88,8 @@ def _line_of(lines: list[str], first: int, last: int, pattern: re.Pattern[str]) 
 
 
 _APISERVER = re.compile("apiserver")  # kube-apiserver, hyperkube apiserver
+# A flag that is missing is added to the command line: point at it, not at the object's name.
+_COMMAND = re.compile(r"^\s*-?\s*(command|args)\s*:.*apiserver|^\s*-?\s*(command|args)\s*:\s*$")
 
 
 def finding_line(lines: list[str], first: int, last: int, flags: Sequence[str]) -> int:
@@ -96,7 +98,12 @@ def finding_line(lines: list[str], first: int, last: int, flags: Sequence[str]) 
     A flag is matched as a whole word: `--requestheader-client-ca-file` is not `--client-ca-file`.
     """
     flag = re.compile(r"(?<![\w-])--?(?:" + "|".join(re.escape(f) for f in flags) + r")(?![\w-])")
-    return _line_of(lines, first, last, flag) or _line_of(lines, first, last, _APISERVER) or first
+    return (
+        _line_of(lines, first, last, flag)
+        or _line_of(lines, first, last, _COMMAND)
+        or _line_of(lines, first, last, _APISERVER)
+        or first
+    )
 
 
 def judge_text(text: str, source: str, policy: Policy) -> list[Judged]:
@@ -112,6 +119,15 @@ def judge_text(text: str, source: str, policy: Policy) -> list[Judged]:
             (f.container, f.key): finding_line(lines, doc.line, last, policy.catalog.control(f.key).flags)
             for f in verdict.findings
         }
+        if not verdict.subject.mirror:
+            # The file in the repository is what must change, not the node path the object would end up at.
+            verdict = replace(
+                verdict,
+                findings=tuple(
+                    f._replace(where=f"edit {source} at line {located[(f.container, f.key)]}")
+                    for f in verdict.findings
+                ),
+            )
         judged.append(Judged(source, doc.index, verdict, doc.line, located))
     return judged
 

@@ -50,6 +50,7 @@ def summary(judged: Sequence[Judged]) -> str:
 
 def text(judged: Sequence[Judged]) -> str:
     lines: list[str] = []
+    fixes: dict[str, Finding] = {}
     for j in judged:
         verdict = j.verdict
         if not verdict.runs_apiserver:
@@ -66,7 +67,16 @@ def text(judged: Sequence[Judged]) -> str:
             continue
         lines.append(f"{head}:")
         for finding in verdict.findings:
-            lines.append(f"  {finding.mode.value.upper():7} {finding.key}: {finding.message()}")
+            fixes.setdefault(finding.key, finding)
+            lines.append(
+                f"  {finding.mode.value.upper():7} {finding.key}: {finding.label}, container {finding.container!r}:"
+                f" {finding.detail}. Fix: {finding.where}."
+            )
+    if fixes:
+        # Each control's consequence and remedy once, not once per file.
+        lines.append("What each failing control means, and its fix:")
+        for key, finding in fixes.items():
+            lines.append(f"  {key}: {finding.consequence}. Fix: {finding.fix}.")
     lines.append(summary(judged))
     return "\n".join(lines)
 
