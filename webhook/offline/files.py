@@ -124,8 +124,7 @@ def judge_text(text: str, source: str, policy: Policy) -> list[Judged]:
             verdict = replace(
                 verdict,
                 findings=tuple(
-                    f._replace(where=f"edit {source} at line {located[(f.container, f.key)]}")
-                    for f in verdict.findings
+                    f._replace(where=f"edit {source} at line {located[(f.container, f.key)]}") for f in verdict.findings
                 ),
             )
         judged.append(Judged(source, doc.index, verdict, doc.line, located))
