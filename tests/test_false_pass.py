@@ -203,3 +203,18 @@ def test_here_document_bodies_are_data_not_commands() -> None:
     )
     container = {"name": "kas", "image": "quay.io/example/cp:1", "command": ["/bin/sh", "-c", script]}
     assert "anonymous-auth-disabled" not in failing(pod(container))
+
+
+@pytest.mark.parametrize(
+    ("flag", "control", "says"),
+    [
+        ("--authorization-mode=alwaysallow", "authz-not-always-allow", "'alwaysallow', which kube-apiserver refuses"),
+        ("--authorization-mode=Node, RBAC", "authz-includes-rbac", "' RBAC', which kube-apiserver refuses"),
+        ("--anonymous-auth=no", "anonymous-auth-disabled", "is not a boolean (strconv.ParseBool)"),
+    ],
+)
+def test_values_kube_apiserver_refuses_at_start_fail_and_say_so(flag: str, control: str, says: str) -> None:
+    """pkg/kubeapiserver/options/authorization.go: "authorization-mode %q is not a valid mode"; pflag's
+    boolValue.Set is strconv.ParseBool."""
+    found = failing(pod({"command": ["kube-apiserver", *GOOD, flag]}))
+    assert says in found[control] and "will not start" in found[control]

@@ -72,7 +72,7 @@ def _op_bool(check: Mapping[str, Any]) -> Checker:
             return None if default == want else f"--{name} is not set (default {str(default).lower()})"
         value = parse_bool(raw)
         if value is None:
-            return f"--{name}={raw} is not a boolean kube-apiserver accepts"
+            return f"--{name}={raw} is not a boolean (strconv.ParseBool), so kube-apiserver will not start"
         return None if value == want else f"--{name} is {str(value).lower()}"
 
     return checker
@@ -81,11 +81,16 @@ def _op_bool(check: Mapping[str, Any]) -> Checker:
 def _op_list(check: Mapping[str, Any]) -> Checker:
     name, default = str(check["flag"]), str(check["default"])
     includes, excludes = check.get("includes"), check.get("excludes")
+    valid = frozenset(check.get("valid") or ())
 
     def checker(flags: Flags, _: Context) -> str | None:
         items = flags.items(name)
         if not items:
             return f"--{name} is not set (default {default})"
+        raw = flags.raw_items(name)
+        invalid = [repr(item) for item in raw if valid and item not in valid]
+        if invalid:
+            return f"--{name} has {', '.join(invalid)}, which kube-apiserver refuses: it will not start"
         if includes is not None and includes not in items:
             return f"--{name}={','.join(items)} does not include {includes}"
         if excludes is not None and excludes in items:
