@@ -66,3 +66,15 @@ def test_update_of_an_object_being_deleted_is_admitted(enforce_client: Apiserver
 def test_create_with_the_same_bad_command_line_is_still_denied(enforce_client: ApiserverClient) -> None:
     answer = enforce_client.review(admission_review(hosted_apiserver("ReplicaSet", *NO_TLS)))
     assert answer["allowed"] is False
+
+
+def test_two_containers_failing_one_control_both_stay_in_its_audit_annotation(
+    enforce_client: ApiserverClient,
+) -> None:
+    pod = apiserver_pod(*NO_TLS)
+    second = copy.deepcopy(pod["spec"]["containers"][0])
+    second["name"] = "kube-apiserver-canary"
+    pod["spec"]["containers"].append(second)
+    answer = enforce_client.review(admission_review(pod))
+    note = answer["auditAnnotations"]["tls-cert-and-key"]
+    assert "container 'kube-apiserver'" in note and "container 'kube-apiserver-canary'" in note

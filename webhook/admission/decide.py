@@ -79,7 +79,11 @@ def decide(request: Request, policy: Policy) -> Decision:
                 for f in verdict.findings
             ),
         )
-    audit = {f.key: f"{f.mode.value}: {f.label}: {f.detail}" for f in verdict.findings}
+    audit: dict[str, str] = {}
+    for f in verdict.findings:
+        # Two containers failing one control: both stay in the control's annotation, neither overwrites the other.
+        text = f"{f.mode.value}: {f.label}: container {f.container!r}: {f.detail}"
+        audit[f.key] = f"{audit[f.key]}; {text}" if f.key in audit else text
     warnings = [f.warning() for f in verdict.by_mode(Mode.WARN)]
     if verdict.by_mode(Mode.ENFORCE):
         audit["verdict"] = "denied"
