@@ -1,20 +1,17 @@
-"""The `apiserver-tls-guard` command: certs, serve, check."""
+"""The `apiserver-tls-guard` command line: parses arguments and dispatches to `webhook/commands/handlers.py`."""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from webhook import __version__
-from webhook.certs.authority import DEFAULT_NAMESPACE, DEFAULT_SERVICE, CertFiles, ca_bundle, ensure_certs
-from webhook.core.policy import GLOBAL_MODES, ConfigError, Policy, load_policy
-from webhook.offline.report import Judged
+from webhook.certs.authority import DEFAULT_NAMESPACE, DEFAULT_SERVICE
+from webhook.commands import handlers
+from webhook.commands.handlers import EXIT_USAGE
+from webhook.core.policy import GLOBAL_MODES, ConfigError
 from webhook.runtime import logs
-
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
 def _add_policy_options(parser: argparse.ArgumentParser, default_mode: str | None) -> None:
@@ -31,161 +28,6 @@ def _add_policy_options(parser: argparse.ArgumentParser, default_mode: str | Non
     )
 
 
-def _policy(args: argparse.Namespace) -> Policy:
-    return load_policy(args.config, mode=args.mode, cisVersion=args.cis_version)
-
-
-def _cmd_certs(args: argparse.Namespace) -> int:
-    result = ensure_certs(args.out, args.service, args.namespace)
-    files = result.files
-    for path, made in (
-        (files.ca_cert, result.created_ca),
-        (files.cert, result.created_serving),
-        (files.key, result.created_serving),
-    ):
-        print(f"{'wrote' if made else 'kept '} {path}", file=sys.stderr)
-    print(ca_bundle(files.ca_cert.read_bytes()))
-    return EXIT_OK
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from webhook.runtime.serving import ServeSettings, serve  # uvicorn is only imported by the command that needs it
-
-    _policy(args)  # a bad configuration stops here, with its reason, before anything listens
-    if args.cluster_certs:
-        from webhook.certs.cluster import ClusterCertificates
-        from webhook.certs.rotation import Timing
-        from webhook.certs.secret import LifecycleNames
-
-        names = LifecycleNames(args.namespace, args.secret, args.webhook_config, args.service)
-        timing = Timing(sync_seconds=args.cert_sync_interval, overlap=dt.timedelta(seconds=args.ca_overlap))
-        ClusterCertificates.start(names, args.certs_dir, args.kubeconfig, timing)
-    elif args.external_certs:
-        given = CertFiles(Path(args.certs_dir))
-        missing = [str(p) for p in (given.cert, given.key) if not p.is_file()]
-        if missing:
-            print(f"apiserver-tls-guard: --external-certs: missing {', '.join(missing)}", file=sys.stderr)
-            return EXIT_USAGE
-    else:
-        ensure_certs(args.certs_dir, args.service, args.namespace)
-    settings = ServeSettings(
-        certs_dir=args.certs_dir,
-        host=args.host,
-        port=args.port,
-        config=args.config,
-        mode=args.mode,
-        cis_version=args.cis_version,
-        workers=args.workers,
-        keep_alive=args.keep_alive,
-        shutdown_timeout=args.shutdown_timeout,
-        log_level=args.log_level,
-        log_format=args.log_format,
-        http=args.http,
-        reload_interval=args.reload_interval,
-    )
-    try:
-        return serve(settings)
-    except KeyboardInterrupt:  # Ctrl-C before uvicorn took over the signals: nothing was in flight
-        return EXIT_OK
-
-
-def _cmd_check(args: argparse.Namespace) -> int:
-    from webhook.offline.files import judge_inputs, read_inputs
-
-    policy = _policy(args)
-    if args.node:
-        from webhook.offline.node import judge_node
-
-        judged, errors = judge_node(args.proc_root, policy)
-    else:
-        if not args.paths:
-            print(
-                "apiserver-tls-guard check: give manifest files or directories, - for stdin, or --node", file=sys.stderr
-            )
-            return EXIT_USAGE
-        inputs = read_inputs(args.paths, args.exclude)
-        judged, errors = judge_inputs(inputs, policy), inputs.errors
-        for note in inputs.skipped:
-            print(f"apiserver-tls-guard: {note}", file=sys.stderr)
-        if not judged and not errors:
-            print("apiserver-tls-guard: 0 objects read from the inputs given", file=sys.stderr)
-    return _print_report(judged, errors, policy, args.format)
-
-
-def _print_report(judged: list[Judged], errors: list[str], policy: Policy, fmt: str) -> int:
-    from webhook.offline import report
-
-    if fmt == "json":
-        print(report.as_json(judged))
-    elif fmt == "sarif":
-        print(report.as_sarif(judged, policy.catalog, policy.benchmark_for(None)))
-    else:
-        print(report.text(judged))
-    for error in errors:
-        print(f"apiserver-tls-guard: {error}", file=sys.stderr)
-    if errors:
-        return EXIT_USAGE
-    return EXIT_FINDINGS if report.should_fail(judged) else EXIT_OK
-
-
-def _cmd_scan(args: argparse.Namespace) -> int:
-    from webhook.kube import KubeConfigError, api_client
-    from webhook.offline.cluster import scan
-
-    policy = _policy(args)
-    tty = sys.stderr.isatty()
-
-    def progress(text: str) -> None:
-        print(f"\r{text}\033[K" if tty else text, end="" if tty else "\n", file=sys.stderr, flush=True)
-
-    try:
-        api = api_client(args.kubeconfig, args.context)
-    except KubeConfigError as err:
-        print(f"apiserver-tls-guard: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    with api:
-        judged, errors = scan(api, policy, args.namespace, progress)
-    if tty:
-        print(file=sys.stderr)
-    return _print_report(judged, errors, policy, args.format)
-
-
-def _cmd_render(args: argparse.Namespace) -> int:
-    from webhook.commands.render import RenderError, render
-
-    try:
-        text, hint = render(Path(args.manifests), args.overlay, args.namespace, Path(args.certs_dir))
-    except RenderError as err:
-        print(f"apiserver-tls-guard: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    print(text, end="")
-    print(hint, file=sys.stderr)
-    return EXIT_OK
-
-
-def _cmd_review(args: argparse.Namespace) -> int:
-    from webhook.commands.review import ReviewError, render, review_for, send
-    from webhook.offline.documents import DocumentError, load_documents
-
-    denied = False
-    for path in args.files:
-        try:
-            text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
-            documents = load_documents(text, path)
-        except (OSError, DocumentError, UnicodeDecodeError) as err:
-            print(f"apiserver-tls-guard: {path}: {getattr(err, 'strerror', None) or err}", file=sys.stderr)
-            return EXIT_USAGE
-        for doc in documents:
-            try:
-                outcome = send(args.server, args.ca, review_for(doc.obj, dry_run=args.dry_run), args.server_name)
-            except ReviewError as err:
-                print(f"apiserver-tls-guard: {err}", file=sys.stderr)
-                return EXIT_USAGE
-            print(render(outcome, doc.obj))
-            denied = denied or not outcome.allowed
-    return EXIT_FINDINGS if denied else EXIT_OK
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="apiserver-tls-guard",
@@ -198,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("--out", required=True, help="directory for ca.crt, ca.key, tls.crt, tls.key")
     certs.add_argument("--service", default=DEFAULT_SERVICE)
     certs.add_argument("--namespace", default=DEFAULT_NAMESPACE)
-    certs.set_defaults(func=_cmd_certs)
+    certs.set_defaults(func=handlers.cmd_certs)
 
     serve = sub.add_parser("serve", help="serve the admission webhook over HTTPS")
     serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a webhook must be reachable from the apiserver
@@ -246,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--http", default="httptools", choices=["httptools", "h11", "auto"], help="HTTP/1.1 parser")
     _add_policy_options(serve, default_mode=None)
-    serve.set_defaults(func=_cmd_serve)
+    serve.set_defaults(func=handlers.cmd_serve)
 
     check = sub.add_parser(
         "check",
@@ -261,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--node", action="store_true", help="judge kube-apiserver processes running on this machine")
     check.add_argument("--proc-root", default="/proc", help="where /proc is (for tests and host mounts)")
     _add_policy_options(check, default_mode=None)
-    check.set_defaults(func=_cmd_check)
+    check.set_defaults(func=handlers.cmd_check)
 
     scan = sub.add_parser("scan", help="judge the Pods and workloads of a live cluster (kubeconfig or in-cluster)")
     scan.add_argument("--kubeconfig", help="default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account")
@@ -269,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--namespace", "-n", help="only this namespace (default: all)")
     scan.add_argument("--format", choices=["text", "json", "sarif"], default="text")
     _add_policy_options(scan, default_mode=None)
-    scan.set_defaults(func=_cmd_scan)
+    scan.set_defaults(func=handlers.cmd_scan)
 
     render = sub.add_parser(
         "render",
@@ -279,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--namespace", default=DEFAULT_NAMESPACE)
     render.add_argument("--certs-dir", default="certs", help="CA and serving certificate (made here when missing)")
     render.add_argument("--manifests", default="manifests", help="the kustomize tree (base/ and overlays/)")
-    render.set_defaults(func=_cmd_render)
+    render.set_defaults(func=handlers.cmd_render)
 
     review = sub.add_parser(
         "review", help="send manifests to a running webhook as kube-apiserver would; print what kubectl would"
@@ -289,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--ca", default="certs/ca.crt", help="CA to verify the webhook with (the caBundle)")
     review.add_argument("--server-name", help="name to verify, e.g. apiserver-tls-guard.apiserver-tls-guard.svc")
     review.add_argument("--dry-run", action="store_true", help="mark the request dryRun, as --dry-run=server does")
-    review.set_defaults(func=_cmd_review)
+    review.set_defaults(func=handlers.cmd_review)
     return parser
 
 

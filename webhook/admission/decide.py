@@ -79,7 +79,7 @@ def decide(request: Request, policy: Policy) -> Decision:
                 for f in verdict.findings
             ),
         )
-    audit: dict[str, str] = {}
+    audit = {}
     for f in verdict.findings:
         # Two containers failing one control: both stay in the control's annotation, neither overwrites the other.
         text = f"{f.mode.value}: {f.label}: container {f.container!r}: {f.detail}"

@@ -1,0 +1,172 @@
+"""What each subcommand does with its parsed arguments; `webhook/cli.py` only parses them and dispatches here.
+
+Heavy imports (uvicorn, the kubernetes client) happen inside the command that needs them, so `check` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+from webhook.certs.authority import CertFiles, ca_bundle, ensure_certs
+from webhook.core.policy import Policy, load_policy
+from webhook.offline.report import Judged
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+def _policy(args: argparse.Namespace) -> Policy:
+    return load_policy(args.config, mode=args.mode, cisVersion=args.cis_version)
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    result = ensure_certs(args.out, args.service, args.namespace)
+    files = result.files
+    for path, made in (
+        (files.ca_cert, result.created_ca),
+        (files.cert, result.created_serving),
+        (files.key, result.created_serving),
+    ):
+        print(f"{'wrote' if made else 'kept '} {path}", file=sys.stderr)
+    print(ca_bundle(files.ca_cert.read_bytes()))
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from webhook.runtime.serving import ServeSettings, serve  # uvicorn is only imported by the command that needs it
+
+    _policy(args)  # a bad configuration stops here, with its reason, before anything listens
+    if args.cluster_certs:
+        from webhook.certs.cluster import ClusterCertificates
+        from webhook.certs.rotation import Timing
+        from webhook.certs.secret import LifecycleNames
+
+        names = LifecycleNames(args.namespace, args.secret, args.webhook_config, args.service)
+        timing = Timing(sync_seconds=args.cert_sync_interval, overlap=dt.timedelta(seconds=args.ca_overlap))
+        ClusterCertificates.start(names, args.certs_dir, args.kubeconfig, timing)
+    elif args.external_certs:
+        given = CertFiles(Path(args.certs_dir))
+        missing = [str(p) for p in (given.cert, given.key) if not p.is_file()]
+        if missing:
+            print(f"apiserver-tls-guard: --external-certs: missing {', '.join(missing)}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        ensure_certs(args.certs_dir, args.service, args.namespace)
+    settings = ServeSettings(
+        certs_dir=args.certs_dir,
+        host=args.host,
+        port=args.port,
+        config=args.config,
+        mode=args.mode,
+        cis_version=args.cis_version,
+        workers=args.workers,
+        keep_alive=args.keep_alive,
+        shutdown_timeout=args.shutdown_timeout,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        http=args.http,
+        reload_interval=args.reload_interval,
+    )
+    try:
+        return serve(settings)
+    except KeyboardInterrupt:  # Ctrl-C before uvicorn took over the signals: nothing was in flight
+        return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from webhook.offline.files import judge_inputs, read_inputs
+
+    policy = _policy(args)
+    if args.node:
+        from webhook.offline.node import judge_node
+
+        judged, errors = judge_node(args.proc_root, policy)
+    else:
+        if not args.paths:
+            print(
+                "apiserver-tls-guard check: give manifest files or directories, - for stdin, or --node", file=sys.stderr
+            )
+            return EXIT_USAGE
+        inputs = read_inputs(args.paths, args.exclude)
+        judged, errors = judge_inputs(inputs, policy), inputs.errors
+        for note in inputs.skipped:
+            print(f"apiserver-tls-guard: {note}", file=sys.stderr)
+        if not judged and not errors:
+            print("apiserver-tls-guard: 0 objects read from the inputs given", file=sys.stderr)
+    return _print_report(judged, errors, policy, args.format)
+
+
+def _print_report(judged: list[Judged], errors: list[str], policy: Policy, fmt: str) -> int:
+    from webhook.offline import report
+
+    if fmt == "json":
+        print(report.as_json(judged))
+    elif fmt == "sarif":
+        print(report.as_sarif(judged, policy.catalog, policy.benchmark_for(None)))
+    else:
+        print(report.text(judged))
+    for error in errors:
+        print(f"apiserver-tls-guard: {error}", file=sys.stderr)
+    if errors:
+        return EXIT_USAGE
+    return EXIT_FINDINGS if report.should_fail(judged) else EXIT_OK
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    from webhook.kube import KubeConfigError, api_client
+    from webhook.offline.cluster import scan
+
+    policy = _policy(args)
+    tty = sys.stderr.isatty()
+
+    def progress(text: str) -> None:
+        print(f"\r{text}\033[K" if tty else text, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+    try:
+        api = api_client(args.kubeconfig, args.context)
+    except KubeConfigError as err:
+        print(f"apiserver-tls-guard: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    with api:
+        judged, errors = scan(api, policy, args.namespace, progress)
+    if tty:
+        print(file=sys.stderr)
+    return _print_report(judged, errors, policy, args.format)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from webhook.commands.render import RenderError, render
+
+    try:
+        text, hint = render(Path(args.manifests), args.overlay, args.namespace, Path(args.certs_dir))
+    except RenderError as err:
+        print(f"apiserver-tls-guard: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    print(text, end="")
+    print(hint, file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from webhook.commands.review import ReviewError, render, review_for, send
+    from webhook.offline.documents import DocumentError, load_documents
+
+    denied = False
+    for path in args.files:
+        try:
+            text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
+            documents = load_documents(text, path)
+        except (OSError, DocumentError, UnicodeDecodeError) as err:
+            print(f"apiserver-tls-guard: {path}: {getattr(err, 'strerror', None) or err}", file=sys.stderr)
+            return EXIT_USAGE
+        for doc in documents:
+            try:
+                outcome = send(args.server, args.ca, review_for(doc.obj, dry_run=args.dry_run), args.server_name)
+            except ReviewError as err:
+                print(f"apiserver-tls-guard: {err}", file=sys.stderr)
+                return EXIT_USAGE
+            print(render(outcome, doc.obj))
+            denied = denied or not outcome.allowed
+    return EXIT_FINDINGS if denied else EXIT_OK
