@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, RunningServer, cli
+from webhook.commands.review import ReviewError, verify_answer
 
 EXAMPLES = ROOT / "manifests" / "examples"
 
@@ -54,3 +58,26 @@ def test_unreadable_manifest_is_a_clear_error(enforce_server: RunningServer, tmp
     bad.write_text("kind: Pod\n  metadata: [\n")
     code, _, err = _review(enforce_server, str(bad))
     assert code == 2 and "not valid YAML" in err and "Traceback" not in err
+
+
+V1 = "admission.k8s.io/v1"
+
+
+def _answer(api_version: str = V1, kind: str = "AdmissionReview", **response: object) -> dict[str, object]:
+    return {"apiVersion": api_version, "kind": kind, "response": {"uid": "u", "allowed": True, **response}}
+
+
+@pytest.mark.parametrize(
+    ("answer", "says"),
+    [
+        (_answer(kind="Other"), "kind"),
+        (_answer(api_version="admission.k8s.io/v1beta1"), "apiVersion"),
+        (_answer(uid="x"), "uid"),
+        (_answer(allowed="yes"), "boolean"),
+        (_answer(patch="W10="), "patch"),
+    ],
+)
+def test_review_judges_answers_as_kube_apiserver_does(answer: dict[str, object], says: str) -> None:
+    review = {"apiVersion": "admission.k8s.io/v1", "request": {"uid": "u"}}
+    with pytest.raises(ReviewError, match=f"received invalid webhook response.*{says}"):
+        verify_answer(json.dumps(answer).encode(), review)

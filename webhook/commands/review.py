@@ -85,15 +85,34 @@ def send(server: str, ca_file: str, review: dict[str, Any], server_name: str | N
         conn.close()
     if response.status != 200:
         raise ReviewError(f"webhook answered HTTP {response.status}: {data[:300].decode(errors='replace')}")
-    try:
-        answer = json.loads(data)
-        result = answer["response"]
-        if answer.get("apiVersion") != review["apiVersion"] or result["uid"] != review["request"]["uid"]:
-            raise ReviewError("webhook answer does not echo the request's apiVersion and uid")
-    except (ValueError, KeyError, TypeError):
-        raise ReviewError("webhook answer is not an AdmissionReview") from None
+    result = verify_answer(data, review)
     status = result.get("status") or {}
     return Outcome(bool(result.get("allowed")), str(status.get("message") or ""), tuple(result.get("warnings") or ()))
+
+
+def verify_answer(data: bytes, review: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The answer's `response`, judged as kube-apiserver judges it (k8s.io/apiserver
+    pkg/admission/plugin/webhook/request/admissionreview.go VerifyAdmissionResponse): an AdmissionReview of the
+    request's own apiVersion, a response with the same uid and a boolean `allowed`, and no patch from a
+    validating webhook. Anything else is "received invalid webhook response"."""
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        raise ReviewError("received invalid webhook response: not JSON") from None
+    if not isinstance(answer, dict) or answer.get("kind") != "AdmissionReview":
+        raise ReviewError("received invalid webhook response: expected kind AdmissionReview")
+    if answer.get("apiVersion") != review["apiVersion"]:
+        raise ReviewError(f"received invalid webhook response: expected apiVersion {review['apiVersion']}")
+    result = answer.get("response")
+    if not isinstance(result, dict):
+        raise ReviewError("received invalid webhook response: response is missing")
+    if result.get("uid") != review["request"]["uid"]:
+        raise ReviewError("received invalid webhook response: the uid is not the request's")
+    if not isinstance(result.get("allowed"), bool):
+        raise ReviewError("received invalid webhook response: allowed is not a boolean")
+    if result.get("patch") is not None or result.get("patchType") is not None:
+        raise ReviewError("received invalid webhook response: a validating webhook may not return a patch")
+    return result
 
 
 def render(outcome: Outcome, obj: Mapping[str, Any]) -> str:
