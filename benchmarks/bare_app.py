@@ -1,7 +1,7 @@
 """The baseline for the end-to-end benchmark: the least an ASGI app can do to answer an admission review.
 
 It reads the whole body and returns one fixed allowed AdmissionReview. It runs under the same uvicorn, TLS
-context, parser and settings as the webhook (webhook.serve with another app factory), so the ratio between the
+context, parser and settings as the webhook (webhook.runtime.serving with another app factory), so the ratio between the
 two is the cost of everything the webhook adds: routing, parsing, judging, logging, metrics.
 """
 

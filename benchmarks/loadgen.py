@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import ssl
 import statistics
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -56,11 +58,17 @@ async def _connect(port: int, context: ssl.SSLContext, name: str) -> tuple[async
     return await asyncio.open_connection("127.0.0.1", port, ssl=context, server_hostname=name)
 
 
+def _requests(body: bytes | Sequence[bytes], host: str) -> Iterator[bytes]:
+    """The requests to send, in turn: one body again and again, or each of several in a cycle."""
+    bodies = [body] if isinstance(body, bytes) else list(body)
+    return itertools.cycle([_request(b, host) for b in bodies])
+
+
 async def closed_loop(
-    port: int, context: ssl.SSLContext, name: str, body: bytes, connections: int, seconds: float
+    port: int, context: ssl.SSLContext, name: str, body: bytes | Sequence[bytes], connections: int, seconds: float
 ) -> Result:
     """Each connection sends its next request as soon as the last answer is in: the server's top speed."""
-    request = _request(body, name)
+    requests = _requests(body, name)
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
@@ -70,7 +78,7 @@ async def closed_loop(
         reader, writer = await _connect(port, context, name)
         while time.perf_counter() < deadline:
             started = time.perf_counter()
-            writer.write(request)
+            writer.write(next(requests))
             status = await _read_response(reader)
             latencies.append(time.perf_counter() - started)
             errors += status != 200
@@ -82,10 +90,16 @@ async def closed_loop(
 
 
 async def open_loop(
-    port: int, context: ssl.SSLContext, name: str, body: bytes, rate: float, seconds: float, connections: int = 8
+    port: int,
+    context: ssl.SSLContext,
+    name: str,
+    body: bytes | Sequence[bytes],
+    rate: float,
+    seconds: float,
+    connections: int = 8,
 ) -> Result:
     """Requests start on a fixed schedule (`rate` per second) whatever the answers do: latency at a given load."""
-    request = _request(body, name)
+    requests = _requests(body, name)
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(connections):
         pool.put_nowait(await _connect(port, context, name))
@@ -100,7 +114,7 @@ async def open_loop(
             await asyncio.sleep(delay)
         reader, writer = await pool.get()
         try:
-            writer.write(request)
+            writer.write(next(requests))
             status = await _read_response(reader)
         except (OSError, asyncio.IncompleteReadError):
             errors += 1

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from webhook.admission import review as admission
 from webhook.admission.decide import decide
 from webhook.admission.review import BadReview
+from webhook.admission.verdict_cache import CachedAnswer, VerdictCache, serialize
 from webhook.core.policy import Mode, Policy, PolicyInForce
 from webhook.runtime import logs, metrics
 
@@ -49,7 +50,10 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-def answer_review(policy: Policy, body: bytes) -> tuple[int, bytes]:
+_CACHE = VerdictCache()
+
+
+def answer_review(policy: Policy, body: bytes, cache: VerdictCache | None = _CACHE) -> tuple[int, bytes]:
     """HTTP status and body for one /validate request body. Never raises."""
     started = time.perf_counter()
     try:
@@ -59,8 +63,20 @@ def answer_review(policy: Policy, body: bytes) -> tuple[int, bytes]:
         return 400, _problem_body(400, reason)
     findings: list[tuple[str, str]] = []
     try:
-        decision = decide(review, policy)
-        response = decision.response
+        key = cache.key(review) if cache is not None else b""
+        hit = cache.get(policy, key) if cache is not None else None
+        if cache is not None:
+            metrics.cache_lookup(hit is not None)
+        if hit is not None:
+            decision, payload = hit.decision, hit.payload(review.uid)
+        else:
+            decision = decide(review, policy)
+            if cache is not None:
+                answer = CachedAnswer.of(decision, review.api_version)
+                cache.put(policy, key, answer)
+                payload = answer.payload(review.uid)
+            else:
+                payload = serialize(decision.response, review.api_version)
         outcome = decision.outcome
         if decision.verdict is not None:
             findings = [(f.key, f.mode.value) for f in decision.verdict.findings]
@@ -70,26 +86,23 @@ def answer_review(policy: Policy, body: bytes) -> tuple[int, bytes]:
         response = (
             admission.denied(review.uid, text) if policy.mode is Mode.ENFORCE else admission.allowed(review.uid, [text])
         )
+        payload = serialize(response, review.api_version)
         outcome = "error"
-    payload = json.dumps(response.review(review.api_version), separators=(",", ":")).encode()
     elapsed = time.perf_counter() - started
     metrics.LATENCY.observe(elapsed)
-    metrics.REQUESTS.labels(review.operation, outcome, policy.mode.value).inc()
-    for key, mode in findings:
-        metrics.FINDINGS.labels(key, mode).inc()
-    log.info(
-        "decision",
-        extra=logs.fields(
-            uid=review.uid,
-            kind=review.kind,
-            namespace=review.namespace,
-            objectName=review.name,
-            operation=review.operation,
-            dryRun=review.dry_run,
-            verdict=outcome,
-            controls=[key for key, _ in findings],
-            durationMs=round(elapsed * 1000, 3),
-        ),
+    metrics.request(review.operation, outcome, policy.mode.value)
+    for control, mode in findings:
+        metrics.finding(control, mode)
+    logs.decision(
+        uid=review.uid,
+        kind=review.kind,
+        namespace=review.namespace,
+        objectName=review.name,
+        operation=review.operation,
+        dryRun=review.dry_run,
+        verdict=outcome,
+        controls=[key for key, _ in findings],
+        durationMs=round(elapsed * 1000, 3),
     )
     return 200, payload
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -31,8 +32,33 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+_DECISIONS = logging.getLogger("apiserver_tls_guard")
+
+
+def decision(**values: Any) -> None:
+    """The one line per review, as `log.info("decision", extra=fields(...))` would write it, without the logging
+    machinery (record, caller lookup, formatter), which cost more than judging the review. Falls back to the
+    logging call when the line is not JSON or info is not enabled."""
+    handler = _JSON_HANDLER
+    if handler is None or not _DECISIONS.isEnabledFor(logging.INFO):
+        _DECISIONS.info("decision", extra=fields(**values))
+        return
+    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    head = f'{{"time": "{now}", "level": "info", "logger": "apiserver_tls_guard", "pid": {_PID}, "msg": "decision", '
+    line = head + json.dumps(values, default=str)[1:] + "\n"
+    with handler.lock:  # type: ignore[union-attr]
+        handler.stream.write(line)
+
+
+_JSON_HANDLER: logging.StreamHandler[Any] | None = None
+_PID = os.getpid()
+
+
 def configure(level: str = "info", fmt: str = "json") -> None:
+    global _JSON_HANDLER, _PID
     handler = logging.StreamHandler(sys.stderr)
+    _JSON_HANDLER = handler if fmt == "json" else None
+    _PID = os.getpid()  # each worker process configures its own
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

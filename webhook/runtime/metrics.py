@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from prometheus_client import (
@@ -57,6 +59,11 @@ BUILD_INFO = Gauge(
 BUILD_INFO.labels(__version__, platform.python_version()).set(1)
 
 
+CACHE_LOOKUPS = Counter(
+    f"{NAMESPACE}_verdict_cache_lookups_total",
+    "Reviews answered from the verdict cache (hit) or judged (miss); the hit rate is hit / (hit + miss).",
+    ["result"],
+)
 POLICY_INFO = Gauge(
     f"{NAMESPACE}_policy_info",
     "1 for the policy in force, 0 for one it replaced; the label is its hash (file and command-line settings).",
@@ -67,6 +74,33 @@ POLICY_RELOAD_ERRORS = Counter(
     f"{NAMESPACE}_policy_reload_errors_total",
     "Changed policy files that were refused (invalid); the policy in force was kept.",
 )
+
+
+# Bound label children, looked up once: `labels()` validates and locks on every call, on the hot path.
+@functools.cache
+def _request_counter(operation: str, outcome: str, mode: str) -> Any:
+    return REQUESTS.labels(operation, outcome, mode)
+
+
+@functools.cache
+def _finding_counter(control: str, mode: str) -> Any:
+    return FINDINGS.labels(control, mode)
+
+
+_CACHE_HIT, _CACHE_MISS = CACHE_LOOKUPS.labels("hit"), CACHE_LOOKUPS.labels("miss")
+
+
+def request(operation: str, outcome: str, mode: str) -> None:
+    # The operation comes from the request, but parse_review only lets the four real ones through: bounded.
+    _request_counter(operation, outcome, mode).inc()
+
+
+def finding(control: str, mode: str) -> None:
+    _finding_counter(control, mode).inc()
+
+
+def cache_lookup(hit: bool) -> None:
+    (_CACHE_HIT if hit else _CACHE_MISS).inc()
 
 
 def record_policy(digest: str, previous: str | None = None) -> None:
