@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--manifests", default="manifests", help="the kustomize tree (base/ and overlays/)")
     render.set_defaults(func=handlers.cmd_render)
 
+    vap = sub.add_parser(
+        "vap", help="print the catalog and policy as ValidatingAdmissionPolicies and bindings (no webhook needed)"
+    )
+    _add_policy_options(vap, default_mode=None)
+    vap.set_defaults(func=handlers.cmd_vap)
+
     review = sub.add_parser(
         "review", help="send manifests to a running webhook as kube-apiserver would; print what kubectl would"
     )

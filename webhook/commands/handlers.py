@@ -136,6 +136,15 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return _print_report(judged, errors, policy, args.format)
 
 
+def cmd_vap(args: argparse.Namespace) -> int:
+    import yaml
+
+    from webhook.commands.vap import generate
+
+    print(yaml.safe_dump_all(generate(_policy(args)), sort_keys=False, width=10_000), end="")
+    return EXIT_OK
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from webhook.commands.render import RenderError, render
 
