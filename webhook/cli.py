@@ -129,6 +129,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_options(vap, default_mode=None)
     vap.set_defaults(func=handlers.cmd_vap)
 
+    static = sub.add_parser(
+        "static",
+        help="write the guardrail as files kube-apiserver loads at start (1.37+): VAP, webhook, admission config",
+    )
+    static.add_argument("directory", help="where to write (on a control-plane node: e.g. /etc/kubernetes/admission)")
+    static.add_argument(
+        "--certs-dir", help="also a static webhook on the node's loopback, with the CA found here (see `certs`)"
+    )
+    static.add_argument("--port", type=int, default=8443, help="the node-local webhook's port")
+    static.add_argument(
+        "--failure-policy",
+        choices=["Ignore", "Fail"],
+        default="Ignore",
+        help="for the node-local webhook; Ignore keeps a node able to boot while it is not up",
+    )
+    _add_policy_options(static, default_mode=None)
+    static.set_defaults(func=handlers.cmd_static)
+
     review = sub.add_parser(
         "review", help="send manifests to a running webhook as kube-apiserver would; print what kubectl would"
     )

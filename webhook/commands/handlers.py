@@ -145,6 +145,18 @@ def cmd_vap(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_static(args: argparse.Namespace) -> int:
+    from webhook.commands.static import write
+
+    ca_pem = CertFiles(Path(args.certs_dir)).ca_cert.read_bytes() if args.certs_dir else None
+    directory = Path(args.directory)
+    for path in write(directory, _policy(args), ca_pem=ca_pem, port=args.port, failure_policy=args.failure_policy):
+        print(f"wrote {path}", file=sys.stderr)
+    config = directory.resolve() / "admission-configuration.yaml"
+    print(f"kube-apiserver flag: --admission-control-config-file={config}")
+    return EXIT_OK
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from webhook.commands.render import RenderError, render
 
