@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from tests.admission.test_corpus import EXPECTED, corpus_objects, judged_keys
 from tests.conftest import CORPUS, requires_shared
 from tests.e2e.conftest import Registered, RegisterFactory, as_kube_system_pod, audit_events, unique, wait_for
-from tests.test_corpus import EXPECTED, corpus_objects, judged_keys
 from webhook.core.catalog import load_catalog
 
 pytestmark = requires_shared()

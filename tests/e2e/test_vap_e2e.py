@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.admission.test_corpus import EXPECTED, corpus_objects
+from tests.cmdline.test_false_pass import CASES, GOOD, SCRIPTS, pod
 from tests.conftest import cli, requires_shared
 from tests.e2e.conftest import as_kube_system_pod, unique
 from tests.e2e.controlplane import ControlPlane
-from tests.test_corpus import EXPECTED, corpus_objects
-from tests.test_false_pass import CASES, GOOD, SCRIPTS, pod
 from webhook.core.engine import evaluate
 from webhook.core.policy import load_policy
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from tests.admission.test_http import COMPLIANT, NO_TLS, SEEDS_MISSING, apiserver_pod, hosted_apiserver
 from tests.apiserver_client import ApiserverClient, admission_review
-from tests.test_http import COMPLIANT, NO_TLS, SEEDS_MISSING, apiserver_pod, hosted_apiserver
 
 
 def _with(obj: dict[str, Any], **metadata: Any) -> dict[str, Any]:

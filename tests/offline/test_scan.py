@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tests.admission.test_http import COMPLIANT, NO_TLS, apiserver_pod, hosted_apiserver
 from tests.conftest import cli
 from tests.fake_kube_api import FakeKubeApi, serve_fake_api
-from tests.test_http import COMPLIANT, NO_TLS, apiserver_pod, hosted_apiserver
 
 
 def _owned(obj: dict[str, Any], kind: str, owner: str = "x") -> dict[str, Any]:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.admission.test_http import COMPLIANT, apiserver_pod
 from tests.apiserver_client import SERVICE_NAME, admission_review, apiserver_tls_context
 from tests.conftest import RunningServer, start_server, stop_server
-from tests.test_http import COMPLIANT, apiserver_pod
 
 
 @pytest.fixture(scope="module")

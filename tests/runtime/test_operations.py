@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.admission.test_http import COMPLIANT, NO_TLS, apiserver_pod
 from tests.apiserver_client import SERVICE_NAME, admission_review, apiserver_tls_context
 from tests.conftest import RunningServer, ServerFactory, start_server, stop_server
-from tests.test_http import COMPLIANT, NO_TLS, apiserver_pod
 
 
 def _metric(text: str, name: str, **labels: str) -> float:

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.test_http import apiserver_pod
+from tests.admission.test_http import apiserver_pod
 from webhook.core.engine import evaluate
 from webhook.core.policy import Mode, Policy
 

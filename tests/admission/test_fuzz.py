@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.admission.test_http import COMPLIANT, apiserver_pod
 from tests.apiserver_client import ApiserverClient, admission_review
 from tests.conftest import RunningServer
-from tests.test_http import COMPLIANT, apiserver_pod
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "200"))
 STATUSES: Counter[int] = Counter()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.admission.test_http import NO_TLS, apiserver_pod
 from tests.apiserver_client import admission_review
 from tests.conftest import RunningServer, start_server, stop_server
-from tests.test_http import NO_TLS, apiserver_pod
 
 
 class MountedConfigMap:

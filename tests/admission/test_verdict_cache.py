@@ -6,8 +6,8 @@ from __future__ import annotations
 import copy
 import json
 
+from tests.admission.test_http import COMPLIANT, NO_TLS, apiserver_pod
 from tests.apiserver_client import ApiserverClient, admission_review
-from tests.test_http import COMPLIANT, NO_TLS, apiserver_pod
 from webhook.admission.app import answer_review
 from webhook.admission.review import parse_review
 from webhook.admission.verdict_cache import VerdictCache

@@ -10,9 +10,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.conftest import CORPUS, cli, requires_shared
-from tests.test_corpus import EXPECTED
-from tests.test_http import COMPLIANT, SEEDS_MISSING
+from tests.admission.test_corpus import EXPECTED
+from tests.admission.test_http import COMPLIANT, SEEDS_MISSING
+from tests.conftest import CORPUS, ROOT, cli, requires_shared
 from webhook.core.catalog import load_catalog
 
 CATALOG = load_catalog()
@@ -206,7 +206,7 @@ def test_node_without_apiserver_says_so(tmp_path: Path) -> None:
 def test_pre_commit_hook_runs_check() -> None:
     import yaml
 
-    hooks = yaml.safe_load((Path(__file__).resolve().parent.parent / ".pre-commit-hooks.yaml").read_text())
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
     [hook] = hooks
     assert hook["entry"] == "apiserver-tls-guard check"
     assert hook["language"] == "python" and "yaml" in hook["types_or"]

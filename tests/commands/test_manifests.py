@@ -22,8 +22,8 @@ import cel
 import pytest
 import yaml
 
+from tests.admission.test_http import COMPLIANT, apiserver_pod, hosted_apiserver
 from tests.conftest import CORPUS, ROOT, cli, requires_shared
-from tests.test_http import COMPLIANT, apiserver_pod, hosted_apiserver
 from webhook.cmdline.locate import apiserver_containers
 from webhook.core.workloads import pod_spec
 from webhook.offline.documents import load_documents

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.admission.test_http import COMPLIANT, SEEDS_MISSING, apiserver_pod, without
 from tests.conftest import cli
-from tests.test_http import COMPLIANT, SEEDS_MISSING, apiserver_pod, without
 from webhook.core.engine import evaluate, shorten
 from webhook.core.policy import ConfigError, Mode, Policy, load_policy, parse_policy
 
