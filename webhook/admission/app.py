@@ -2,23 +2,18 @@
 
 `POST /validate` is served by a plain ASGI handler in front of FastAPI: it is the admission hot path, and
 FastAPI's per-request machinery (routing, Request/Response objects, middleware stack) cost about 80 µs of the
-~250 µs a review took (benchmarks/README.md). Everything else (`/healthz`, `/readyz`, `/metrics`, errors for
-unknown paths) is FastAPI.
+~250 µs a review took (benchmarks/README.md). The probes and `/metrics` are plain ASGI too; FastAPI answers the
+rest (unknown paths and methods, as JSON problems).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequence
 from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from webhook.admission import review as admission
 from webhook.admission.decide import decide
@@ -40,7 +35,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def _problem_body(status: int, message: str) -> bytes:
+def problem_body(status: int, message: str) -> bytes:
     metrics.BAD_REQUESTS.labels(str(status)).inc()
     return json.dumps({"error": message, "status": status}).encode()
 
@@ -60,7 +55,7 @@ def answer_review(policy: Policy, body: bytes, cache: VerdictCache | None = _CAC
         review = admission.parse_review(json.loads(body))
     except (ValueError, RecursionError) as err:
         reason = str(err) if isinstance(err, BadReview) else "body is not valid JSON"
-        return 400, _problem_body(400, reason)
+        return 400, problem_body(400, reason)
     findings: list[tuple[str, str]] = []
     try:
         key = cache.key(review) if cache is not None else b""
@@ -107,6 +102,12 @@ def answer_review(policy: Policy, body: bytes, cache: VerdictCache | None = _CAC
     return 200, payload
 
 
+async def _send_typed(send: Send, status: int, body: bytes, content_type: str) -> None:
+    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def _send(send: Send, status: int, body: bytes, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -136,7 +137,7 @@ async def _read_body(receive: Receive, declared: int | None) -> bytes | None:
 def validate_endpoint(in_force: PolicyInForce) -> ASGIApp:
     async def validate(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
-            await _send(send, 405, _problem_body(405, "Method Not Allowed"), ((b"allow", b"POST"),))
+            await _send(send, 405, problem_body(405, "Method Not Allowed"), ((b"allow", b"POST"),))
             return
         content_type = ""
         declared: int | None = None
@@ -146,11 +147,11 @@ def validate_endpoint(in_force: PolicyInForce) -> ASGIApp:
             elif name == b"content-length" and value.isdigit():
                 declared = int(value)
         if not _is_json(content_type):
-            await _send(send, 415, _problem_body(415, "Content-Type must be application/json"))
+            await _send(send, 415, problem_body(415, "Content-Type must be application/json"))
             return
         body = await _read_body(receive, declared)
         if body is None:
-            await _send(send, 413, _problem_body(413, f"body is larger than {MAX_BODY_BYTES} bytes"))
+            await _send(send, 413, problem_body(413, f"body is larger than {MAX_BODY_BYTES} bytes"))
             return
         status, payload = answer_review(in_force.policy, body)
         await _send(send, status, payload)
@@ -158,63 +159,58 @@ def validate_endpoint(in_force: PolicyInForce) -> ASGIApp:
     return validate
 
 
-def _problem(status: int, message: str) -> Response:
-    return Response(_problem_body(status, message), status_code=status, media_type="application/json")
+_PLAIN = {"/healthz": b'{"status":"ok"}', "/readyz": b'{"status":"ready"}'}
 
 
-def create_api(background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()) -> FastAPI:
-    """Everything but the hot path: health, readiness, metrics, and JSON errors for anything else.
-
-    `background` tasks (the certificate reloader) run for as long as the server does.
-    """
-
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(job()) for job in background]
-        yield
-        for task in tasks:
-            task.cancel()
-
-    app = FastAPI(title="apiserver-tls-guard", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        return _problem(exc.status_code, str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> Response:  # pragma: no cover - last resort
-        log.error("internal error", extra=logs.fields(error=type(exc).__name__))
-        return _problem(400, "request could not be processed")
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> dict[str, str]:
-        return {"status": "ready"}
-
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        body, content_type = metrics.exposition()
-        return Response(body, media_type=content_type)
-
-    return app
+async def _lifespan(
+    receive: Receive, send: Send, background: Sequence[Callable[[], Coroutine[Any, Any, None]]]
+) -> None:
+    """Run the background tasks (certificate and policy reloaders) for as long as the server does."""
+    tasks: list[asyncio.Task[None]] = []
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            tasks = [asyncio.create_task(job()) for job in background]
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            for task in tasks:
+                task.cancel()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
 
 
 def create_app(
     policy: Policy | PolicyInForce, background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()
 ) -> ASGIApp:
-    """The ASGI app: `/validate` on a plain ASGI path (the hot path), everything else through FastAPI. A
-    `PolicyInForce` may be swapped while serving (the policy reloader); a bare `Policy` is fixed."""
-    api = create_api(background)
+    """The ASGI app. `/validate`, `/healthz`, `/readyz` and `/metrics` are plain ASGI; FastAPI (webhook/admission/
+    api.py) answers everything else, and is imported on the first such request: its import cost ~200 ms, most of
+    the start-up, and nothing on the way to ready needs it. A `PolicyInForce` may be swapped while serving (the
+    policy reloader); a bare `Policy` is fixed."""
     in_force = policy if isinstance(policy, PolicyInForce) else PolicyInForce(policy, "")
     validate = validate_endpoint(in_force)
+    api: ASGIApp | None = None
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == VALIDATE_PATH:
-            await validate(scope, receive, send)
-        else:
-            await api(scope, receive, send)
+        nonlocal api
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send, background)
+            return
+        if scope["type"] == "http":
+            path, method = scope["path"], scope["method"]
+            if path == VALIDATE_PATH:
+                await validate(scope, receive, send)
+                return
+            if method == "GET" and path in _PLAIN:
+                await _send(send, 200, _PLAIN[path])
+                return
+            if method == "GET" and path == "/metrics":
+                body, content_type = metrics.exposition()
+                await _send_typed(send, 200, body, content_type)
+                return
+        if api is None:
+            from webhook.admission.api import create_api
+
+            api = create_api()
+        await api(scope, receive, send)
 
     return app
