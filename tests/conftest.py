@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,6 +140,21 @@ def warn_client(warn_server: RunningServer) -> Iterator[ApiserverClient]:
     client = warn_server.client()
     yield client
     client.close()
+
+
+def pytest_report_header() -> str:
+    """One visible line at the top of every run: whether the shared corpus is here, and so whether its tests run."""
+    if CORPUS.is_dir():
+        return f"shared corpus: {CORPUS} ({len(list(CORPUS.iterdir()))} files): corpus tests run"
+    return f"shared corpus: ABSENT ({CORPUS}): every corpus-driven test is skipped; .ci/run refuses to run like this"
+
+
+def corpus_cases(names: list[str]) -> list[Any]:
+    """Parameters for a corpus-driven test: the names, or one skipped case saying why there are none. Empty
+    parameter sets fail at collection (pyproject: empty_parameter_set_mark), so a test can never vanish silently."""
+    if names:
+        return list(names)
+    return [pytest.param(None, marks=pytest.mark.skip(reason=f"{SHARED} is absent: the shared corpus is not here"))]
 
 
 def requires_shared() -> pytest.MarkDecorator:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.apiserver_client import ApiserverClient, admission_review
-from tests.conftest import CORPUS, requires_shared
+from tests.conftest import CORPUS, corpus_cases, requires_shared
 from webhook.core.catalog import load_catalog
 from webhook.offline.documents import load_documents
 
@@ -41,7 +41,7 @@ def judged_keys(expected: dict[str, str]) -> list[str]:
     return [key for key in expected if key in CATALOG.keys]
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", corpus_cases(sorted(EXPECTED)))
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_corpus_verdicts_through_the_webhook(
     name: str, dry_run: bool, enforce_client: ApiserverClient, warn_client: ApiserverClient

@@ -12,7 +12,7 @@ import pytest
 
 from tests.admission.test_corpus import EXPECTED
 from tests.admission.test_http import COMPLIANT, SEEDS_MISSING
-from tests.conftest import CORPUS, ROOT, cli, requires_shared
+from tests.conftest import CORPUS, ROOT, cli, corpus_cases, requires_shared
 from webhook.core.catalog import load_catalog
 
 CATALOG = load_catalog()
@@ -33,7 +33,7 @@ def check(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
 
 
 @requires_shared()
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize("name", corpus_cases(sorted(EXPECTED)))
 def test_corpus_verdicts_through_check(name: str) -> None:
     code, out, err = check("--format", "json", str(CORPUS / name))
     assert err == ""

@@ -5,15 +5,18 @@ service name, over a kept-alive connection and over new connections, and counts 
 it runs, the serving certificate is re-issued, then the CA is rotated the way the in-cluster lifecycle does it:
 the new CA joins the bundle first, then the serving certificate from the new CA is installed, then the old CA
 leaves the bundle. The files are swapped in the server's certs directory (--external-certs: it only reloads).
-No kube-apiserver can run here; tests/apiserver_client.py stands in for its webhook client.
+tests/apiserver_client.py stands in for kube-apiserver's webhook client here, so that every request of the loop
+is counted; the real apiserver does the same rotation under traffic in tests/e2e/test_cluster_certs_e2e.py.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
 from tests.admission.test_http import COMPLIANT, apiserver_pod
@@ -126,14 +129,28 @@ def test_external_certs_must_exist(tmp_path: Path) -> None:
 
 
 def test_service_name_is_still_verified_after_rotation(tmp_path: Path) -> None:
+    """A rotation really happens (a new CA and serving certificate, loaded by the running server), and after it
+    the chain and the service name are verified as before: the right name passes, another name fails."""
     certs = tmp_path / "certs"
-    ca = CA.create()
-    install(certs, ca)
+    old_ca = CA.create()
+    first = install(certs, old_ca)
     server = start_server(certs, tmp_path, "--external-certs", "--reload-interval", "0.1")
     try:
-        write_file(tmp_path / "ca.crt", ca.cert_pem, private=False)
-        client = ApiserverClient(server.port, tmp_path / "ca.crt", server_name=SERVICE_NAME)
-        assert client.get("/healthz").status == 200
-        client.close()
+        new_ca = CA.create()
+        second = install(certs, new_ca)
+        assert second != first
+        write_file(tmp_path / "ca.crt", new_ca.cert_pem, private=False)
+        deadline = time.monotonic() + 10
+        while True:  # until the server presents the new chain
+            try:
+                client = ApiserverClient(server.port, tmp_path / "ca.crt", server_name=SERVICE_NAME)
+                assert client.get("/healthz").status == 200
+                client.close()
+                break
+            except (CallFailure, ssl.SSLError, OSError):
+                assert time.monotonic() < deadline, "the rotated certificate was never served"
+                time.sleep(0.1)
+        with pytest.raises((CallFailure, ssl.SSLError, OSError)):
+            ApiserverClient(server.port, tmp_path / "ca.crt", server_name="other.example.svc").get("/healthz")
     finally:
         stop_server(server)
