@@ -17,6 +17,7 @@ import pytest
 
 from tests.apiserver_client import ApiserverClient, CallFailure, admission_review
 from tests.conftest import RunningServer, ServerFactory
+from webhook.runtime.tls import server_context
 
 
 def apiserver_pod(
@@ -304,6 +305,20 @@ def test_tls_below_1_2_is_refused(enforce_server: RunningServer) -> None:
         pytest.skip("this OpenSSL cannot even offer TLS 1.1")
     with pytest.raises((ssl.SSLError, ConnectionError)):
         _handshake(enforce_server, context).close()
+    # The server process closes without saying why; our TLS context, driven in memory, tells the reason: the
+    # protocol version, not "no shared cipher" (which a server with weak settings could also answer).
+    server = server_context(str(enforce_server.certs / "tls.crt"), str(enforce_server.certs / "tls.key"))
+    client_in, client_out, server_in, server_out = (ssl.MemoryBIO() for _ in range(4))
+    client = context.wrap_bio(client_in, client_out, server_hostname="localhost")
+    accepted = server.wrap_bio(server_in, server_out, server_side=True)
+    with pytest.raises(ssl.SSLError):
+        client.do_handshake()
+    server_in.write(client_out.read())
+    with pytest.raises(ssl.SSLError) as refused:
+        accepted.do_handshake()
+    reason = str(refused.value.reason).upper()
+    assert "UNSUPPORTED_PROTOCOL" in reason or "VERSION_TOO_LOW" in reason, refused.value
+    assert "CIPHER" not in reason
 
 
 def test_only_aead_forward_secret_ciphers_on_tls_1_2(enforce_server: RunningServer) -> None:

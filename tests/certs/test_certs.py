@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.conftest import cli
-from webhook.certs.authority import CA, ensure_certs, write_file
+from webhook.certs.authority import CA, ensure_certs, service_identities, write_file
 
 
 def _sans(cert: x509.Certificate) -> set[str]:
@@ -77,6 +77,38 @@ def test_expiring_or_foreign_serving_cert_is_replaced(tmp_path: Path) -> None:
     assert ensure_certs(tmp_path).created_serving
     (tmp_path / "tls.key").write_bytes(CA.create().issue_cert("x").key_pem)  # key no longer matches
     assert ensure_certs(tmp_path).created_serving
+
+
+def test_serving_cert_is_renewed_before_it_expires_never_signs_and_never_outlives_its_ca(tmp_path: Path) -> None:
+    ensure_certs(tmp_path)
+    ca = CA.load((tmp_path / "ca.crt").read_bytes(), (tmp_path / "ca.key").read_bytes())
+    names = service_identities()
+    in_31_days = ca.issue_cert(*names, days=31)  # outside the 30-day window: kept
+    write_file(tmp_path / "tls.crt", in_31_days.cert_pem, private=False)
+    write_file(tmp_path / "tls.key", in_31_days.key_pem, private=True)
+    assert not ensure_certs(tmp_path).created_serving
+    in_29_days = ca.issue_cert(*names, days=29)  # inside it: renewed, although every name still matches
+    write_file(tmp_path / "tls.crt", in_29_days.cert_pem, private=False)
+    write_file(tmp_path / "tls.key", in_29_days.key_pem, private=True)
+    assert ensure_certs(tmp_path).created_serving
+    serving = x509.load_pem_x509_certificate((tmp_path / "tls.crt").read_bytes())
+    usage = serving.extensions.get_extension_for_class(x509.KeyUsage).value
+    assert usage.key_cert_sign is False and usage.crl_sign is False
+    assert serving.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
+    assert serving.not_valid_after_utc <= ca.cert.not_valid_after_utc
+    short_ca = CA.create(days=100)
+    assert short_ca.issue_cert(*names, days=365).cert.not_valid_after_utc <= short_ca.cert.not_valid_after_utc
+
+
+def test_an_expiring_ca_is_replaced(tmp_path: Path) -> None:
+    ensure_certs(tmp_path)
+    expiring = CA.create(days=20)  # inside the 30-day window
+    write_file(tmp_path / "ca.crt", expiring.cert_pem, private=False)
+    write_file(tmp_path / "ca.key", expiring.key_pem, private=True)
+    result = ensure_certs(tmp_path)
+    assert result.created_ca and result.created_serving
+    new_ca = x509.load_pem_x509_certificate((tmp_path / "ca.crt").read_bytes())
+    assert new_ca.serial_number != expiring.cert.serial_number
 
 
 def test_loosened_key_permissions_are_tightened(tmp_path: Path) -> None:
