@@ -12,7 +12,7 @@ PORT   ?= 8443
 MODE   ?= enforce
 PY_SRC := webhook tests $(wildcard benchmarks)
 
-.PHONY: run test lint unit e2e kube cluster install clean bench fuzz soak image
+.PHONY: run test lint unit e2e kube cluster install clean bench fuzz soak image mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -92,3 +92,7 @@ image:
 
 clean:
 	rm -rf $(VENV) $(TOOLS) $(KUBE_BIN) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Small bugs put into the core modules one at a time; the tests must catch 90 % (tests/mutation/mutate.py).
+mutation: $(STAMP)
+	$(BIN)/python -m tests.mutation.mutate
