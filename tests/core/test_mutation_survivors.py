@@ -58,11 +58,17 @@ def test_an_escaped_quote_inside_double_quotes_stays_in_the_word() -> None:
     """shell.py: skipping `\\\\` plus 2 characters turned into 3 loses the character after the escape."""
     args = find_apiserver_args(["/bin/sh", "-c", 'exec kube-apiserver "--audit-log-path=/a\\"b" --client-ca-file=/ca'])
     assert args == ['--audit-log-path=/a"b', "--client-ca-file=/ca"]
+    # The escape right before the closing quote: skipping one character too many would swallow the quote.
+    args = find_apiserver_args(["/bin/sh", "-c", 'exec kube-apiserver "--audit-log-path=/a\\"" --client-ca-file=/ca'])
+    assert args == ['--audit-log-path=/a"', "--client-ca-file=/ca"]
 
 
 def test_a_here_document_is_skipped_up_to_its_delimiter_line_only() -> None:
     """shell.py: the delimiter comparison turned around stops the skip after the first body line."""
-    script = "cat <<EOF > /m\necho one\nkube-apiserver --anonymous-auth=true\nEOF\nexec kube-apiserver --anonymous-auth=false"
+    script = (
+        "cat <<EOF > /m\necho one\nkube-apiserver --anonymous-auth=true\nEOF\n"
+        "exec kube-apiserver --anonymous-auth=false"
+    )
     assert find_apiserver_args(["/bin/sh", "-c", script]) == ["--anonymous-auth=false"]
     from webhook.cmdline.locate import all_apiserver_args
 
