@@ -172,7 +172,7 @@ class _Apply(ast.NodeTransformer):
                 return node.operand
             elif isinstance(node, ast.Constant) and isinstance(node.value, bool):
                 node.value = not node.value
-            elif isinstance(node, ast.Constant):
+            elif isinstance(node, ast.Constant) and isinstance(node.value, int):
                 node.value = node.value + 1
             return node
         return self.generic_visit(node)
