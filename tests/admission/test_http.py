@@ -11,12 +11,13 @@ import json
 import re
 import socket
 import ssl
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.apiserver_client import ApiserverClient, CallFailure, admission_review
-from tests.conftest import RunningServer, ServerFactory
+from tests.conftest import RunningServer, ServerFactory, start_server, stop_server
 from webhook.runtime.tls import server_context
 
 
@@ -403,3 +404,24 @@ def test_workload_namespaces_limit_where_workloads_are_judged(server_factory: Se
     elsewhere = hosted_apiserver("Deployment", *NO_TLS, namespace="team-a")
     assert client.review(admission_review(elsewhere))["allowed"] is True
     assert client.review(admission_review(apiserver_pod(*NO_TLS)))["allowed"] is False  # pods: wherever sent
+
+
+@pytest.mark.parametrize(("mode", "allowed"), [("enforce", False), ("warn", True)])
+def test_an_internal_error_denies_in_enforce_and_warns_otherwise(
+    certs_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, allowed: bool
+) -> None:
+    """Fault injection through a real request: the server's failpoint makes judging raise."""
+    monkeypatch.setenv("APISERVER_TLS_GUARD_FAILPOINT", "decide")
+    server = start_server(certs_dir, tmp_path, "--mode", mode)
+    try:
+        client = server.client()
+        review = admission_review(apiserver_pod(*COMPLIANT))
+        answer = client.review(review)
+        client.close()
+        assert answer["allowed"] is allowed
+        assert answer["uid"] == review["request"]["uid"]
+        text = answer["status"]["message"] if not allowed else answer["warnings"][0]
+        assert "could not evaluate this object" in text
+        assert '"msg": "could not evaluate"' in server.log_text()
+    finally:
+        stop_server(server)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequence
 from typing import Any
@@ -46,6 +47,9 @@ def _is_json(content_type: str) -> bool:
 
 
 _CACHE = VerdictCache()
+# A failpoint, as Go projects have them: APISERVER_TLS_GUARD_FAILPOINT=decide makes judging raise, so the tests can
+# prove through a real request what an internal error answers. Off unless the variable is set at start.
+_FAIL_DECIDE = os.environ.get("APISERVER_TLS_GUARD_FAILPOINT") == "decide"
 
 
 def answer_review(policy: Policy, body: bytes, cache: VerdictCache | None = _CACHE) -> tuple[int, bytes]:
@@ -58,6 +62,8 @@ def answer_review(policy: Policy, body: bytes, cache: VerdictCache | None = _CAC
         return 400, problem_body(400, reason)
     findings: list[tuple[str, str]] = []
     try:
+        if _FAIL_DECIDE:
+            raise RuntimeError("failpoint: decide")
         key = cache.key(review) if cache is not None else b""
         hit = cache.get(policy, key) if cache is not None else None
         if cache is not None:
