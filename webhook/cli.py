@@ -29,6 +29,7 @@ def _add_policy_options(parser: argparse.ArgumentParser, default_mode: str | Non
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand; each sets `func` to its handler in commands/handlers.py."""
     parser = argparse.ArgumentParser(
         prog="apiserver-tls-guard",
         description="Admission webhook and checker for kube-apiserver TLS flags (CIS Kubernetes Benchmark 1.2).",
@@ -160,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The entry point: exit 0 clean, 1 findings, 2 unusable input or configuration (never a traceback)."""
     args = build_parser().parse_args(argv)
     logs.configure(getattr(args, "log_level", "info"), getattr(args, "log_format", "text"))
     try:

@@ -37,6 +37,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def problem_body(status: int, message: str) -> bytes:
+    """A JSON problem body (`{"error", "status"}`) for a non-200 answer; counts it in the metrics."""
     metrics.BAD_REQUESTS.labels(str(status)).inc()
     return json.dumps({"error": message, "status": status}).encode()
 
@@ -141,6 +142,10 @@ async def _read_body(receive: Receive, declared: int | None) -> bytes | None:
 
 
 def validate_endpoint(in_force: PolicyInForce) -> ASGIApp:
+    """The plain ASGI handler of POST /validate: 405 for other methods, 415 unless JSON, 413 past MAX_BODY_BYTES, else
+    the review's answer.
+    """
+
     async def validate(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             await _send(send, 405, problem_body(405, "Method Not Allowed"), ((b"allow", b"POST"),))

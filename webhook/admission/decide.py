@@ -15,6 +15,10 @@ from webhook.core.workloads import POD_SPEC_PATHS
 
 @dataclass(frozen=True)
 class Decision:
+    """What the webhook answers for one review, the verdict behind it (None when nothing was judged) and its outcome
+    for logs and metrics.
+    """
+
     response: Response
     verdict: Verdict | None
     outcome: str  # denied | warned | audited | clean | exempt | skipped | deleting
@@ -41,6 +45,7 @@ def _already_failing(request: Request, verdict: Verdict, policy: Policy) -> set[
 
 
 def denial_message(verdict: Verdict) -> str:
+    """The message of a denial: one line naming the object and the count, then one line per control in enforce mode."""
     findings = verdict.by_mode(Mode.ENFORCE)
     head = (
         f"apiserver-tls-guard: {verdict.subject.describe()} fails {len(findings)} kube-apiserver TLS "
@@ -50,6 +55,9 @@ def denial_message(verdict: Verdict) -> str:
 
 
 def decide(request: Request, policy: Policy) -> Decision:
+    """The answer to one review under `policy`. Pure: no I/O. Only CREATE and UPDATE of objects with a pod spec are
+    judged; an UPDATE is denied only for what it makes worse; objects being deleted are admitted.
+    """
     if request.operation not in ("CREATE", "UPDATE") or request.obj is None:
         return Decision(admission.allowed(request.uid), None, "skipped")
     obj = request.obj

@@ -23,6 +23,8 @@ class BadReview(ValueError):
 
 @dataclass(frozen=True)
 class Request:
+    """The parts of an AdmissionReview request the webhook reads, validated by `parse_review`."""
+
     api_version: str
     uid: str
     operation: str
@@ -84,6 +86,8 @@ def parse_review(body: Any) -> Request:
 
 @dataclass(frozen=True)
 class Response:
+    """One answer; `review(api_version)` is the AdmissionReview sent back, in the request's own apiVersion."""
+
     uid: str
     allowed: bool
     message: str = ""
@@ -115,6 +119,9 @@ def _audit(annotations: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def allowed(uid: str, warnings: Sequence[str] = (), audit: Mapping[str, str] | None = None) -> Response:
+    """An admission: HTTP 200, allowed=true, with warnings (kubectl prints them) and audit annotations (keys that kube-
+    apiserver would drop are left out).
+    """
     return Response(uid, True, warnings=tuple(warnings), audit=_audit(audit))
 
 

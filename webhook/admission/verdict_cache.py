@@ -42,10 +42,13 @@ class CachedAnswer:
 
 
 def serialize(response: Response, api_version: str) -> bytes:
+    """The AdmissionReview answer as compact JSON bytes."""
     return json.dumps(response.review(api_version), separators=(",", ":")).encode()
 
 
 class VerdictCache:
+    """An LRU of answers for one policy at a time (DEFAULT_SIZE entries); a different Policy object empties it."""
+
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = size
         self._policy: Policy | None = None

@@ -33,6 +33,9 @@ CA_RENEW_BEFORE = dt.timedelta(days=365)
 
 
 def service_identities(service: str = DEFAULT_SERVICE, namespace: str = DEFAULT_NAMESPACE) -> list[str]:
+    """The names and addresses the serving certificate must carry: the Service's DNS forms (kube-apiserver checks
+    `<svc>.<ns>.svc`), localhost and the loopback addresses.
+    """
     return [
         service,
         f"{service}.{namespace}",
@@ -78,6 +81,8 @@ def _san(identity: str) -> x509.GeneralName:
 
 @dataclass(frozen=True)
 class LeafCert:
+    """A serving certificate and its key."""
+
     cert: x509.Certificate
     key: ec.EllipticCurvePrivateKey
 
@@ -175,6 +180,8 @@ def ca_bundle(ca_pem: bytes) -> str:
 
 @dataclass(frozen=True)
 class CertFiles:
+    """Where the certificate files live in a directory: ca.crt, ca.key, tls.crt, tls.key."""
+
     directory: Path
 
     @property
@@ -265,6 +272,8 @@ def _ip_or_none(identity: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
 
 @dataclass(frozen=True)
 class EnsureResult:
+    """What `ensure_certs` found or made."""
+
     files: CertFiles
     created_ca: bool
     created_serving: bool

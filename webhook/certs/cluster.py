@@ -39,6 +39,10 @@ class Conflict(Exception):
 
 @dataclass
 class ClusterCertificates:
+    """The in-cluster lifecycle of one replica: syncs the Secret, publishes the caBundle and writes the files every
+    `timing.sync_seconds` (60 by default).
+    """
+
     api: client.ApiClient
     names: LifecycleNames
     files: CertFiles

@@ -24,6 +24,10 @@ from webhook.certs.authority import CA, CA_DAYS, CA_RENEW_BEFORE, RENEW_BEFORE, 
 
 @dataclass(frozen=True)
 class Timing:
+    """The lifecycle's timings; defaults are the product's (serving 365 days, renewed 30 days before; CA 10 years,
+    rotated a year before; 15 minutes between CA steps; a sync a minute).
+    """
+
     serving_days: int = SERVING_DAYS
     serving_renew_before: dt.timedelta = RENEW_BEFORE
     ca_days: int = CA_DAYS

@@ -21,6 +21,8 @@ ROTATE_ANNOTATION = "apiserver-tls-guard.io/rotate"
 
 @dataclass(frozen=True)
 class LifecycleNames:
+    """The objects the lifecycle works on: its namespace, Secret, ValidatingWebhookConfiguration and Service."""
+
     namespace: str
     secret: str
     webhook_config: str
@@ -28,6 +30,7 @@ class LifecycleNames:
 
 
 def b64(data: bytes) -> str:
+    """Base64 text, as Secret data and caBundle hold it."""
     return base64.b64encode(data).decode("ascii")
 
 
@@ -60,6 +63,9 @@ def _load_leaf(cert: bytes | None, key: bytes | None) -> LeafCert | None:
 
 
 def read_state(secret: Mapping[str, Any] | None) -> CertState:
+    """The certificates a Secret holds (CertState()); anything unreadable counts as missing, so the plan makes it
+    again.
+    """
     if not secret:
         return CertState()
     data = secret.get("data") or {}
@@ -87,6 +93,7 @@ def read_state(secret: Mapping[str, Any] | None) -> CertState:
 
 
 def secret_body(names: LifecycleNames, state: CertState, resource_version: str | None) -> dict[str, Any]:
+    """The Secret to write for `state`, with the resourceVersion read (optimistic concurrency: a race answers 409)."""
     assert state.ca is not None and state.serving is not None
     data = {
         "ca.crt": b64(state.ca.cert_pem),

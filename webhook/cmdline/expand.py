@@ -12,6 +12,7 @@ UNKNOWN = "\x00"
 
 
 def unknown(reference: str) -> str:
+    """A reference marked as unreadable before the pod runs (see UNKNOWN)."""
     return f"{UNKNOWN}{reference}{UNKNOWN}"
 
 

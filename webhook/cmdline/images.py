@@ -7,6 +7,7 @@ import re
 
 def image_name(image: str) -> str:
     # registry.k8s.io/kube-apiserver:v1.30.0@sha256:... -> kube-apiserver
+    """The program an image is named after: `registry.k8s.io/kube-apiserver:v1.30.0@sha256:…` -> `kube-apiserver`."""
     ref = image.split("@", 1)[0]
     last = ref.rsplit("/", 1)[-1]
     return last.split(":", 1)[0]

@@ -22,6 +22,7 @@ def _policy(args: argparse.Namespace) -> Policy:
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
+    """`certs`: make (or keep) the CA and serving certificate in --out; print the caBundle."""
     result = ensure_certs(args.out, args.service, args.namespace)
     files = result.files
     for path, made in (
@@ -35,6 +36,7 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """`serve`: check the policy, get the certificates (local, external or in-cluster), then run uvicorn."""
     from webhook.runtime.serving import ServeSettings, serve  # uvicorn is only imported by the command that needs it
 
     _policy(args)  # a bad configuration stops here, with its reason, before anything listens
@@ -76,6 +78,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """`check`: judge manifest files, stdin or (--node) this machine's processes; exit 1 on findings."""
     from webhook.offline.files import judge_inputs, read_inputs
 
     policy = _policy(args)
@@ -115,6 +118,7 @@ def _print_report(judged: list[Judged], errors: list[str], policy: Policy, fmt: 
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
+    """`scan`: judge a live cluster's Pods and workloads through the Kubernetes API."""
     from webhook.kube import KubeConfigError, api_client
     from webhook.offline.cluster import scan
 
@@ -137,6 +141,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_vap(args: argparse.Namespace) -> int:
+    """`vap`: print the policy as ValidatingAdmissionPolicies and bindings."""
     import yaml
 
     from webhook.commands.vap import generate
@@ -146,6 +151,7 @@ def cmd_vap(args: argparse.Namespace) -> int:
 
 
 def cmd_static(args: argparse.Namespace) -> int:
+    """`static`: write the static guardrail and print the kube-apiserver flag that loads it."""
     from webhook.commands.static import write
 
     ca_pem = CertFiles(Path(args.certs_dir)).ca_cert.read_bytes() if args.certs_dir else None
@@ -158,6 +164,7 @@ def cmd_static(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    """`render`: an overlay's manifests with the caBundle filled in."""
     from webhook.commands.render import RenderError, render
 
     try:
@@ -171,6 +178,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
+    """`review`: send manifests to a running webhook as kube-apiserver would; print what kubectl would."""
     from webhook.commands.review import ReviewError, render, review_for, send
     from webhook.offline.documents import DocumentError, load_documents
 

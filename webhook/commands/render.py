@@ -26,10 +26,13 @@ LIFECYCLE_KINDS = {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
 
 
 class RenderError(Exception):
+    """The overlay could not be rendered; the message says why."""
+
     pass
 
 
 def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """The overlay rendered by kubectl's built-in kustomize."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         raise RenderError("kubectl is needed to render the overlays (kubectl kustomize)")

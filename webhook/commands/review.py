@@ -24,6 +24,7 @@ class ReviewError(Exception):
 
 
 def review_for(obj: Mapping[str, Any], operation: str = "CREATE", dry_run: bool = False) -> dict[str, Any]:
+    """An AdmissionReview request for `obj`, shaped like kube-apiserver's."""
     kind = str(obj.get("kind") or "")
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
     assert isinstance(meta, Mapping)
@@ -44,6 +45,8 @@ def review_for(obj: Mapping[str, Any], operation: str = "CREATE", dry_run: bool 
 
 @dataclass(frozen=True)
 class Outcome:
+    """The answer as kubectl shows it: allowed, the denial message, the warnings."""
+
     allowed: bool
     message: str
     warnings: tuple[str, ...]
@@ -63,6 +66,7 @@ class _Connection(http.client.HTTPSConnection):
 
 
 def send(server: str, ca_file: str, review: dict[str, Any], server_name: str | None, timeout: int = 10) -> Outcome:
+    """POST the review to `server` (https only, TLS 1.2+, the CA given) and judge the answer as kube-apiserver does."""
     url = urlsplit(server)
     if url.scheme != "https" or not url.hostname:
         raise ReviewError(f"{server}: the webhook is only served over https://")

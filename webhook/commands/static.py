@@ -43,6 +43,9 @@ def _static(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def webhook_configuration(port: int, ca_pem: bytes, failure_policy: str) -> dict[str, Any]:
+    """The static ValidatingWebhookConfiguration: url-only, the caBundle given, the same rules and matchConditions as
+    the policies.
+    """
     from webhook.commands.vap import _MATCH_CONDITIONS, _RESOURCE_RULES
 
     return {
@@ -74,6 +77,7 @@ def webhook_configuration(port: int, ca_pem: bytes, failure_policy: str) -> dict
 
 
 def admission_configuration(directory: Path) -> dict[str, Any]:
+    """The AdmissionConfiguration naming both static folders (absolute paths, as kube-apiserver requires)."""
     return {
         "apiVersion": "apiserver.config.k8s.io/v1",
         "kind": "AdmissionConfiguration",
@@ -100,6 +104,7 @@ def admission_configuration(directory: Path) -> dict[str, Any]:
 
 
 def static_pod(port: int, certs_dir: str, image: str) -> dict[str, Any]:
+    """The static pod that serves the node-local webhook on 127.0.0.1."""
     return {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -17,6 +17,10 @@ class CatalogError(ValueError):
 
 @dataclass(frozen=True)
 class Control:
+    """One control of the catalog: its stable key, its id per benchmark (None where a benchmark lacks it), whether it
+    is scored, its check as data, and the texts of its findings.
+    """
+
     key: str
     title: str
     ids: Mapping[str, str | None]
@@ -41,6 +45,10 @@ class Control:
 
 @dataclass(frozen=True)
 class Catalog:
+    """Every control, the benchmarks and their Kubernetes versions, the strong-cipher lists, and the flags that hand
+    settings to a file.
+    """
+
     benchmarks: tuple[str, ...]
     default_benchmark: str
     controls: tuple[Control, ...]
@@ -97,6 +105,7 @@ def _control(raw: Mapping[str, Any], benchmarks: tuple[str, ...]) -> Control:
 
 
 def parse_catalog(data: Mapping[str, Any]) -> Catalog:
+    """A Catalog from the YAML data; CatalogError for anything malformed."""
     benchmarks = tuple(str(b) for b in data["benchmarks"])
     controls = tuple(_control(raw, benchmarks) for raw in data["controls"])
     keys = [c.key for c in controls]
@@ -126,5 +135,6 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
 
 @functools.cache
 def load_catalog() -> Catalog:
+    """The shipped catalog (controls.yaml), parsed once."""
     text = resources.files("webhook.core").joinpath("controls.yaml").read_text(encoding="utf-8")
     return parse_catalog(yaml.safe_load(text))

@@ -61,6 +61,10 @@ def shorten(text: str, limit: int = WARNING_LIMIT) -> str:
 
 @dataclass(frozen=True)
 class Verdict:
+    """What the engine found in one object: its subject, the kube-apiserver containers, the findings, and the exemption
+    that applied.
+    """
+
     subject: Subject
     containers: tuple[str, ...]
     findings: tuple[Finding, ...]
@@ -75,6 +79,9 @@ class Verdict:
 
 
 def where_to_fix(subject: Subject) -> str:
+    """Where a finding is fixed: the static manifest for kube-system pods and processes, the pod template for
+    workloads.
+    """
     if subject.kind == PROCESS_KIND:
         return f"edit the manifest or unit that starts this process ({STATIC_MANIFEST} on kubeadm nodes)"
     if subject.is_pod and (subject.mirror or subject.namespace in ("kube-system", "")):
@@ -92,6 +99,9 @@ def _hider(control: Control, flags: Flags, catalog: Catalog) -> str | None:
 
 
 def judge_container(apiserver: ApiserverContainer, subject: Subject, policy: Policy) -> list[Finding]:
+    """The findings of one kube-apiserver run under `policy`; a control whose flags cannot be read fails (no false
+    pass).
+    """
     kubernetes = image_version(apiserver.image)
     benchmark = policy.benchmark_for(kubernetes)
     ctx = Context(policy.catalog, benchmark, kubernetes)

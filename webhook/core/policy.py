@@ -17,6 +17,8 @@ from webhook.core.catalog import Catalog, Control, load_catalog
 
 
 class Mode(StrEnum):
+    """What a finding does: enforce denies, warn admits with a warning, audit only annotates, off skips the control."""
+
     ENFORCE = "enforce"
     WARN = "warn"
     AUDIT = "audit"
@@ -60,6 +62,8 @@ class LabelSelector:
 
 @dataclass(frozen=True)
 class Exemptions:
+    """Objects not judged: by namespace, name glob or label selector; only from the policy file."""
+
     namespaces: frozenset[str] = frozenset()
     names: tuple[str, ...] = ()  # glob patterns on metadata.name
     selectors: tuple[LabelSelector, ...] = ()
@@ -79,6 +83,8 @@ class Exemptions:
 
 @dataclass(frozen=True)
 class Policy:
+    """The operator's policy: global mode, benchmark (or auto), per-control modes, exemptions and workload namespaces."""
+
     mode: Mode = Mode.ENFORCE
     cis_version: str = ""  # "" = the catalog's default benchmark; "auto" = from the image tag
     control_modes: Mapping[str, Mode] = field(default_factory=dict)
@@ -191,6 +197,9 @@ def _selector(raw: Any, where: str) -> LabelSelector:
 
 
 def parse_policy(data: Mapping[str, Any], catalog: Catalog | None = None, source: str = "config") -> Policy:
+    """A Policy from the file's data, checked field by field; ConfigError names the file, the field and what was
+    expected.
+    """
     catalog = catalog or load_catalog()
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: the top level must be a mapping")

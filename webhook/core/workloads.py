@@ -54,6 +54,7 @@ def _strings(value: Any) -> dict[str, str]:
 
 
 def pod_spec(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The pod spec inside an object of a known kind, or None."""
     path = POD_SPEC_PATHS.get(str(obj.get("kind", "")))
     if path is None:
         return None

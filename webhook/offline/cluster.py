@@ -20,6 +20,8 @@ PAGE_SIZE = 250
 
 @dataclass(frozen=True)
 class Listed:
+    """A kind `scan` lists, and the kubernetes client group and plural that list it."""
+
     kind: str
     api: str  # client class
     plural: str  # list_<plural>_for_all_namespaces / list_namespaced_<plural>
@@ -54,6 +56,7 @@ def _owner(obj: Mapping[str, Any], namespace: str) -> tuple[str, str, str] | Non
 def list_objects(
     api: client.ApiClient, listed: Listed, namespace: str | None, progress: Callable[[str], None]
 ) -> Iterator[dict[str, Any]]:
+    """Every object of one kind, page by page (PAGE_SIZE), as raw JSON; ScanError when a list call fails."""
     group = getattr(client, listed.api)(api)
     if namespace:
         method = getattr(group, f"list_namespaced_{listed.plural}")

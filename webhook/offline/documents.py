@@ -55,6 +55,8 @@ def _expanded_size(root: yaml.Node, source: str, line: int) -> None:
 
 @dataclass(frozen=True)
 class Document:
+    """One Kubernetes object read from text, with where it came from."""
+
     obj: Mapping[str, Any]
     index: int  # position in the file, 1-based, counting items of List objects too
     line: int = 1  # first line of the YAML document that holds it

@@ -132,6 +132,7 @@ def judge_text(text: str, source: str, policy: Policy) -> list[Judged]:
 
 
 def judge_inputs(inputs: Inputs, policy: Policy) -> list[Judged]:
+    """The verdicts of every input; unusable ones are added to `inputs.errors`, templates to `inputs.skipped`."""
     judged: list[Judged] = []
     for source, text in inputs.texts:
         try:

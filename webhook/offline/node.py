@@ -33,6 +33,7 @@ def apiserver_processes(proc_root: str | Path) -> tuple[list[tuple[int, list[str
 
 
 def judge_node(proc_root: str | Path, policy: Policy) -> tuple[list[Judged], list[str]]:
+    """The verdicts of this machine's kube-apiserver processes, read from `proc_root`, and what could not be read."""
     processes, errors = apiserver_processes(proc_root)
     judged = []
     for pid, argv in processes:

@@ -31,6 +31,7 @@ class Judged:
 
 
 def failing(judged: Sequence[Judged]) -> list[tuple[Judged, Finding]]:
+    """Every (object, finding) pair."""
     return [(j, f) for j in judged for f in j.verdict.findings]
 
 
@@ -40,6 +41,7 @@ def should_fail(judged: Sequence[Judged]) -> bool:
 
 
 def summary(judged: Sequence[Judged]) -> str:
+    """One line: objects read, kube-apiservers among them, findings."""
     apiservers = sum(1 for j in judged if j.verdict.runs_apiserver)
     findings = len(failing(judged))
     return (
@@ -49,6 +51,7 @@ def summary(judged: Sequence[Judged]) -> str:
 
 
 def text(judged: Sequence[Judged]) -> str:
+    """The report for people: one line per finding with the place to fix, then each control's consequence and fix once."""
     lines: list[str] = []
     fixes: dict[str, Finding] = {}
     for j in judged:
@@ -101,6 +104,7 @@ def _finding_json(j: Judged, f: Finding) -> dict[str, Any]:
 
 
 def as_json(judged: Sequence[Judged]) -> str:
+    """The report as JSON: counts, exemptions, and every finding with its message."""
     return json.dumps(
         {
             "objects": len(judged),
@@ -120,6 +124,7 @@ _LEVEL = {Mode.ENFORCE: "error", Mode.WARN: "warning", Mode.AUDIT: "note", Mode.
 
 
 def as_sarif(judged: Sequence[Judged], catalog: Catalog, benchmark: str) -> str:
+    """The report as SARIF 2.1.0 for code scanning, one rule per control."""
     keys = list(catalog.keys)
     rules = []
     for control in catalog.controls:

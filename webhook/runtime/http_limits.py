@@ -27,6 +27,10 @@ REQUEST_READ_SECONDS = 10.0
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with bounds on the request head (MAX_HEAD_BYTES, MAX_HEADERS) and on the time a
+    request takes to arrive (REQUEST_READ_SECONDS).
+    """
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_bytes = 0

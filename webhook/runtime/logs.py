@@ -16,6 +16,8 @@ def fields(**values: Any) -> dict[str, dict[str, Any]]:
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, pid, msg, and the fields given with `extra=fields(...)`."""
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
@@ -55,6 +57,9 @@ _PID = os.getpid()
 
 
 def configure(level: str = "info", fmt: str = "json") -> None:
+    """Logging for the process: JSON lines (or text) on stderr at `level`; uvicorn's loggers go through it; its access
+    log is off.
+    """
     global _JSON_HANDLER, _PID
     handler = logging.StreamHandler(sys.stderr)
     _JSON_HANDLER = handler if fmt == "json" else None

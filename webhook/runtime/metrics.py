@@ -92,24 +92,29 @@ _CACHE_HIT, _CACHE_MISS = CACHE_LOOKUPS.labels("hit"), CACHE_LOOKUPS.labels("mis
 
 def request(operation: str, outcome: str, mode: str) -> None:
     # The operation comes from the request, but parse_review only lets the four real ones through: bounded.
+    """Count one answered review."""
     _request_counter(operation, outcome, mode).inc()
 
 
 def finding(control: str, mode: str) -> None:
+    """Count one finding."""
     _finding_counter(control, mode).inc()
 
 
 def cache_lookup(hit: bool) -> None:
+    """Count one verdict-cache lookup."""
     (_CACHE_HIT if hit else _CACHE_MISS).inc()
 
 
 def record_policy(digest: str, previous: str | None = None) -> None:
+    """Mark the policy in force by its hash (and the one it replaced as no longer in force)."""
     if previous and previous != digest:
         POLICY_INFO.labels(previous).set(0)  # not remove(): worker processes share the metric files
     POLICY_INFO.labels(digest).set(1)
 
 
 def record_certificates(cert_file: Path, ca_file: Path) -> None:
+    """Export when the serving certificate and its CA expire."""
     for name, path in (("serving", cert_file), ("ca", ca_file)):
         try:
             cert = x509.load_pem_x509_certificate(path.read_bytes())

@@ -21,6 +21,8 @@ log = logging.getLogger("apiserver_tls_guard")
 
 
 class PolicyReloader:
+    """Re-reads the policy file every `interval` seconds and swaps a valid new policy into `in_force`."""
+
     def __init__(self, path: str | Path, overrides: dict[str, Any], in_force: PolicyInForce, interval: float) -> None:
         self.path, self.overrides, self.in_force, self.interval = Path(path), overrides, in_force, interval
         self._seen = in_force.digest  # the last content looked at, valid or not: an invalid file is logged once

@@ -22,11 +22,14 @@ CONTEXTS: list[ssl.SSLContext] = []  # the contexts this process serves with (on
 
 
 def register(context: ssl.SSLContext) -> ssl.SSLContext:
+    """Remember a TLS context this process serves with, so the reloader can load new certificates into it."""
     CONTEXTS.append(context)
     return context
 
 
 class CertReloader:
+    """Loads changed certificate files into the serving contexts every `interval` seconds (5 by default)."""
+
     def __init__(self, cert: Path, key: Path, ca: Path | None = None, interval: float = 5.0) -> None:
         self.cert, self.key, self.ca, self.interval = cert, key, ca, interval
         self._loaded = self._fingerprint()

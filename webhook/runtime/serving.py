@@ -28,6 +28,10 @@ SETTINGS_ENV = "APISERVER_TLS_GUARD_SERVE"
 
 @dataclass(frozen=True)
 class ServeSettings:
+    """What `serve` runs with; handed to each worker through the environment. Defaults: 127.0.0.1:8443, one worker,
+    keep-alive 120 s, 25 s to drain.
+    """
+
     certs_dir: str
     host: str = "0.0.0.0"  # noqa: S104 - a webhook must be reachable from kube-apiserver
     port: int = 8443
@@ -81,6 +85,7 @@ def build_app() -> ASGIApp:
 
 
 def serve(settings: ServeSettings) -> int:
+    """Run uvicorn with our TLS context, HTTP bounds and app until a signal; returns 0."""
     files = CertFiles(Path(settings.certs_dir))
     os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -10,6 +10,7 @@ CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 def server_context(cert_file: str | Path, key_file: str | Path) -> ssl.SSLContext:
+    """The serving TLS context: TLS 1.2+, ECDHE with AEAD ciphers only, ALPN http/1.1."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.set_ciphers(CIPHERS)
