@@ -83,7 +83,8 @@ class Exemptions:
 
 @dataclass(frozen=True)
 class Policy:
-    """The operator's policy: global mode, benchmark (or auto), per-control modes, exemptions and workload namespaces."""
+    """The operator's policy: global mode, benchmark (or auto), per-control modes, exemptions, workload
+    namespaces."""
 
     mode: Mode = Mode.ENFORCE
     cis_version: str = ""  # "" = the catalog's default benchmark; "auto" = from the image tag

@@ -51,7 +51,8 @@ def summary(judged: Sequence[Judged]) -> str:
 
 
 def text(judged: Sequence[Judged]) -> str:
-    """The report for people: one line per finding with the place to fix, then each control's consequence and fix once."""
+    """The report for people: one line per finding with the place to fix, then each control's consequence and
+    fix, once."""
     lines: list[str] = []
     fixes: dict[str, Finding] = {}
     for j in judged:
