@@ -2,6 +2,9 @@
 
 kube-apiserver verifies the webhook against `caBundle` and the DNS name `<service>.<namespace>.svc`, so the
 serving certificate carries that name (and its longer and shorter forms) as subjectAltNames.
+
+About 300 lines on purpose: the CA, its leaf, their files and the one serving-certificate check stay together,
+as trustme keeps a whole CA in one place; split, each part would need the others to be read.
 """
 
 from __future__ import annotations
