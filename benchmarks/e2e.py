@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 from benchmarks.loadgen import Result, closed_loop, open_loop
-from webhook.certs.authority import CertFiles, ensure_certs
 from webhook.commands.review import review_for
 from webhook.offline.documents import load_documents
+from webhook.pki.authority import CertFiles, ensure_certs
 
 ROOT = Path(__file__).resolve().parent.parent
 NAME = "apiserver-tls-guard.apiserver-tls-guard.svc"

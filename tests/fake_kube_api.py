@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from webhook.certs.authority import CA, ca_bundle
+from webhook.pki.authority import CA, ca_bundle
 
 TOKEN = "test-token-for-fake-api"
 

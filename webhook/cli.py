@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from webhook import __version__
-from webhook.certs.authority import DEFAULT_NAMESPACE, DEFAULT_SERVICE
 from webhook.commands import handlers
 from webhook.commands.handlers import EXIT_USAGE
 from webhook.core.policy import GLOBAL_MODES, ConfigError
+from webhook.pki.authority import DEFAULT_NAMESPACE, DEFAULT_SERVICE
 from webhook.runtime import logs
 
 

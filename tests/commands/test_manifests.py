@@ -355,7 +355,7 @@ def test_dockerfile_build_step_makes_a_complete_package(tmp_path: Path) -> None:
     [wheel] = tmp_path.glob("apiserver_tls_guard-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "webhook/core/controls.yaml" in names and "webhook/runtime/serving.py" in names
-    for layer in ("core", "cmdline", "admission", "runtime", "certs", "offline", "commands"):
+    for layer in ("core", "cmdline", "admission", "runtime", "pki", "offline", "commands"):
         assert f"webhook/{layer}/__init__.py" in names, layer
     assert not any(n.startswith(("tests/", "certs/", "benchmarks/")) for n in names)
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from tests.admission.test_http import COMPLIANT, NO_TLS, apiserver_pod
 from tests.apiserver_client import ApiserverClient, admission_review
-from webhook.certs.authority import CA, ensure_certs, write_file
 from webhook.cmdline.expand import expand
 from webhook.cmdline.locate import apiserver_containers, find_apiserver_args
 from webhook.core.catalog import _minor, load_catalog
 from webhook.core.policy import LabelSelector
+from webhook.pki.authority import CA, ensure_certs, write_file
 
 
 def test_match_labels_match_equal_values_only() -> None:

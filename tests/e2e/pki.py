@@ -1,7 +1,7 @@
 """The test control plane's own PKI: one CA that signs kube-apiserver's serving certificate and the client
 certificates kubectl and kube-controller-manager present (O=system:masters is the admin group RBAC never limits).
 
-Apart from the product's `webhook.certs`, which only ever issues serving certificates for the webhook.
+Apart from the product's `webhook.pki`, which only ever issues serving certificates for the webhook.
 """
 
 from __future__ import annotations

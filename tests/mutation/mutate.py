@@ -94,13 +94,13 @@ MODULES: dict[str, list[str]] = {
         "tests/core/test_mutation_survivors.py",
         "tests/core/test_pinned_behaviour.py",
     ],
-    "webhook/certs/authority.py": [
-        "tests/certs",
+    "webhook/pki/authority.py": [
+        "tests/pki",
         "tests/core/test_mutation_survivors.py",
         "tests/core/test_pinned_behaviour.py",
     ],
-    "webhook/certs/rotation.py": [
-        "tests/certs",
+    "webhook/pki/rotation.py": [
+        "tests/pki",
         "tests/core/test_mutation_survivors.py",
         "tests/core/test_pinned_behaviour.py",
     ],

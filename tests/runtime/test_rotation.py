@@ -22,7 +22,7 @@ from cryptography import x509
 from tests.admission.test_http import COMPLIANT, apiserver_pod
 from tests.apiserver_client import SERVICE_NAME, ApiserverClient, CallFailure, admission_review
 from tests.conftest import start_server, stop_server
-from webhook.certs.authority import CA, service_identities, write_file
+from webhook.pki.authority import CA, service_identities, write_file
 
 
 class Trust:

@@ -10,9 +10,9 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from webhook.certs.authority import CertFiles, ca_bundle, ensure_certs
 from webhook.core.policy import Policy, load_policy
 from webhook.offline.report import Judged
+from webhook.pki.authority import CertFiles, ca_bundle, ensure_certs
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -41,9 +41,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _policy(args)  # a bad configuration stops here, with its reason, before anything listens
     if args.cluster_certs:
-        from webhook.certs.cluster import ClusterCertificates
-        from webhook.certs.rotation import Timing
-        from webhook.certs.secret import LifecycleNames
+        from webhook.pki.cluster import ClusterCertificates
+        from webhook.pki.rotation import Timing
+        from webhook.pki.secret import LifecycleNames
 
         names = LifecycleNames(args.namespace, args.secret, args.webhook_config, args.service)
         timing = Timing(sync_seconds=args.cert_sync_interval, overlap=dt.timedelta(seconds=args.ca_overlap))

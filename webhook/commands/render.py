@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from webhook.certs.authority import DEFAULT_NAMESPACE, DEFAULT_SERVICE, ca_bundle, ensure_certs
+from webhook.pki.authority import DEFAULT_NAMESPACE, DEFAULT_SERVICE, ca_bundle, ensure_certs
 
 OVERLAYS = ("warn", "enforce")
 TLS_SECRET = "apiserver-tls-guard-tls"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
-from webhook.certs.authority import CertFiles
+from webhook.pki.authority import CertFiles
 from webhook.runtime import logs, reload
 from webhook.runtime.tls import server_context
 

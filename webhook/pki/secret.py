@@ -11,8 +11,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from webhook.certs.authority import CA, LeafCert
-from webhook.certs.rotation import CertState
+from webhook.pki.authority import CA, LeafCert
+from webhook.pki.rotation import CertState
 
 PHASE_ANNOTATION = "apiserver-tls-guard.io/phase-since"
 # `kubectl annotate secret apiserver-tls-guard-certs apiserver-tls-guard.io/rotate=serving|ca`: rotate now.

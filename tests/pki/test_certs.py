@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tests.conftest import cli
-from webhook.certs.authority import CA, ensure_certs, service_identities, write_file
+from webhook.pki.authority import CA, ensure_certs, service_identities, write_file
 
 
 def _sans(cert: x509.Certificate) -> set[str]:

@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.conftest import ROOT
 from tests.fake_kube_api import FakeKubeApi, serve_fake_api
-from webhook.certs.authority import CertFiles
-from webhook.certs.cluster import ClusterCertificates
-from webhook.certs.rotation import Timing
-from webhook.certs.secret import LifecycleNames, read_state
 from webhook.kube import api_client
+from webhook.pki.authority import CertFiles
+from webhook.pki.cluster import ClusterCertificates
+from webhook.pki.rotation import Timing
+from webhook.pki.secret import LifecycleNames, read_state
 
 NAMES = LifecycleNames("apiserver-tls-guard", "apiserver-tls-guard-certs", "apiserver-tls-guard", "apiserver-tls-guard")
 SECRET = "/api/v1/namespaces/apiserver-tls-guard/secrets/apiserver-tls-guard-certs"

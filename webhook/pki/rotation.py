@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from webhook.certs.authority import CA, CA_DAYS, CA_RENEW_BEFORE, RENEW_BEFORE, SERVING_DAYS, LeafCert, serving_ok
+from webhook.pki.authority import CA, CA_DAYS, CA_RENEW_BEFORE, RENEW_BEFORE, SERVING_DAYS, LeafCert, serving_ok
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from webhook.certs.authority import service_identities
-from webhook.certs.rotation import CertState, Timing, plan
-from webhook.certs.secret import LifecycleNames, read_state, secret_body
+from webhook.pki.authority import service_identities
+from webhook.pki.rotation import CertState, Timing, plan
+from webhook.pki.secret import LifecycleNames, read_state, secret_body
 
 NOW = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
 IDS = service_identities()

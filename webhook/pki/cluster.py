@@ -25,9 +25,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from webhook.certs.authority import CertFiles, service_identities, write_file
-from webhook.certs.rotation import CertState, Timing, plan
-from webhook.certs.secret import LifecycleNames, b64, read_state, secret_body
+from webhook.pki.authority import CertFiles, service_identities, write_file
+from webhook.pki.rotation import CertState, Timing, plan
+from webhook.pki.secret import LifecycleNames, b64, read_state, secret_body
 from webhook.runtime import logs
 
 log = logging.getLogger("apiserver_tls_guard")
