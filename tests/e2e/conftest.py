@@ -80,6 +80,25 @@ def apiserver_pod(name: str, flags: list[str], namespace: str = "kube-system") -
     }
 
 
+def apiserver_deployment(name: str, namespace: str, flags: list[str], tag: str = "v1.37.2") -> dict[str, Any]:
+    """A hosted control plane's kube-apiserver Deployment (one replica), pods labelled app=<name>."""
+    spec = apiserver_pod(name, flags)["spec"]
+    spec["containers"][0]["image"] = f"registry.k8s.io/kube-apiserver:{tag}"
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            # No kubelet runs, so no pod ever becomes available: Recreate scales the old ReplicaSet down without
+            # waiting for the new one, as a rolling update with maxUnavailable 100% would.
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
+        },
+    }
+
+
 GOOD_FLAGS = [
     "--tls-cert-file=/etc/kubernetes/pki/apiserver.crt",
     "--tls-private-key-file=/etc/kubernetes/pki/apiserver.key",

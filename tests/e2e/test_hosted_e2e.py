@@ -9,29 +9,19 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.e2e.conftest import BAD_FLAGS, GOOD_FLAGS, RegisterFactory, apiserver_pod, unique, unregister, wait_for
+from tests.e2e.conftest import (
+    BAD_FLAGS,
+    GOOD_FLAGS,
+    RegisterFactory,
+    apiserver_deployment,
+    unique,
+    unregister,
+    wait_for,
+)
 from tests.e2e.controlplane import ControlPlane
 
 NAMESPACE = "clusters-e2e"
 HOSTED_LABEL = "apiserver-tls-guard.io/hosted-control-plane"
-
-
-def _deployment(name: str, flags: list[str], tag: str = "v1.37.2") -> dict[str, Any]:
-    spec = apiserver_pod(name, flags)["spec"]
-    spec["containers"][0]["image"] = f"registry.k8s.io/kube-apiserver:{tag}"
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {
-            "replicas": 1,
-            # No kubelet runs, so no pod ever becomes available: Recreate scales the old ReplicaSet down without
-            # waiting for the new one, as a rolling update with maxUnavailable 100% would.
-            "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
-        },
-    }
 
 
 def _replica_sets(control_plane: ControlPlane, app: str) -> list[dict[str, Any]]:
@@ -53,16 +43,18 @@ def test_hosted_control_plane_rolls_out_and_deletes_under_enforce(
 
     # Before the guard: a non-compliant control plane already runs.
     unregister(control_plane)
-    kubectl("create", "-f", "-", stdin=json.dumps(_deployment(name, BAD_FLAGS)), check=True)
+    kubectl("create", "-f", "-", stdin=json.dumps(apiserver_deployment(name, NAMESPACE, BAD_FLAGS)), check=True)
     wait_for(lambda: _replica_sets(control_plane, name), what="the first ReplicaSet")
 
     guard = registered("enforce", "enforce")
-    refused = kubectl("create", "-f", "-", stdin=json.dumps(_deployment(unique("kas-bad"), BAD_FLAGS)))
+    refused = kubectl(
+        "create", "-f", "-", stdin=json.dumps(apiserver_deployment(unique("kas-bad"), NAMESPACE, BAD_FLAGS))
+    )
     assert refused.returncode == 1
     assert 'admission webhook "workloads.apiserver-tls-guard.io" denied the request' in refused.stderr
 
     # The fix rolls out: the controller's UPDATE scaling the old, bad ReplicaSet to 0 is admitted.
-    kubectl("apply", "-f", "-", stdin=json.dumps(_deployment(name, GOOD_FLAGS)), check=True)
+    kubectl("apply", "-f", "-", stdin=json.dumps(apiserver_deployment(name, NAMESPACE, GOOD_FLAGS)), check=True)
 
     def fixed() -> bool:
         sets = _replica_sets(control_plane, name)
@@ -80,7 +72,13 @@ def test_hosted_control_plane_rolls_out_and_deletes_under_enforce(
     assert not any(d["verdict"] == "denied" for d in old_rs_updates)
 
     # A version bump rolls out again.
-    kubectl("apply", "-f", "-", stdin=json.dumps(_deployment(name, GOOD_FLAGS, tag="v1.37.3")), check=True)
+    kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps(apiserver_deployment(name, NAMESPACE, GOOD_FLAGS, tag="v1.37.3")),
+        check=True,
+    )
 
     def bumped() -> bool:
         sets = _replica_sets(control_plane, name)

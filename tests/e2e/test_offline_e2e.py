@@ -8,10 +8,9 @@ the flags of the objects created here, never from the product's own output.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from tests.conftest import cli
-from tests.e2e.conftest import BAD_FLAGS, GOOD_FLAGS, RegisterFactory, apiserver_pod, unique
+from tests.e2e.conftest import BAD_FLAGS, GOOD_FLAGS, RegisterFactory, apiserver_deployment, apiserver_pod, unique
 from tests.e2e.controlplane import ControlPlane
 
 # The fixture passes --tls-cert-file/--tls-private-key-file, --client-ca-file, --authorization-mode=Node,RBAC and
@@ -39,19 +38,6 @@ def test_check_node_judges_the_real_kube_apiserver_process(control_plane: Contro
     assert f"pid {pid}" in tls.stdout
 
 
-def _deployment(name: str, namespace: str, flags: list[str]) -> dict[str, Any]:
-    pod = apiserver_pod(name, flags)
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": pod["spec"]},
-        },
-    }
-
-
 def test_scan_reads_pods_and_workloads_from_the_real_api(
     control_plane: ControlPlane, registered: RegisterFactory
 ) -> None:
@@ -61,7 +47,7 @@ def test_scan_reads_pods_and_workloads_from_the_real_api(
     for obj in (
         apiserver_pod(bad_pod, BAD_FLAGS),
         apiserver_pod(good_pod, GOOD_FLAGS),
-        _deployment(bad_deploy, "scan-hosted", BAD_FLAGS),
+        apiserver_deployment(bad_deploy, "scan-hosted", BAD_FLAGS),
     ):
         control_plane.kubectl("create", "-f", "-", stdin=json.dumps(obj), check=True)
     result = cli("scan", "--kubeconfig", str(control_plane.kubeconfig), "--format", "json", "--mode", "enforce")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import BAD_FLAGS, Registered, RegisterFactory, apiserver_pod, unique
+from tests.e2e.conftest import BAD_FLAGS, Registered, RegisterFactory, apiserver_deployment, apiserver_pod, unique
 
 HOSTED_LABEL = "apiserver-tls-guard.io/hosted-control-plane"
 
@@ -21,21 +21,6 @@ def _pod(name: str, image: str, command: list[str], namespace: str = "kube-syste
         "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"containers": [{"name": "main", "image": image, "command": command}]},
-    }
-
-
-def _deployment(name: str, namespace: str, flags: list[str]) -> dict[str, Any]:
-    pod = apiserver_pod(name, flags)
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": pod["spec"]},
-        },
     }
 
 
@@ -90,7 +75,7 @@ def test_apiserver_pods_are_judged_in_any_namespace(enforce: Registered) -> None
 def test_nothing_in_our_own_namespace_reaches_us(enforce: Registered) -> None:
     """Even labelled as a hosted control plane: our own pods must never wait on us (no deadlock on restart)."""
     for obj in (
-        _deployment(unique("own"), "apiserver-tls-guard", BAD_FLAGS),
+        apiserver_deployment(unique("own"), "apiserver-tls-guard", BAD_FLAGS),
         apiserver_pod(unique("own"), BAD_FLAGS, namespace="apiserver-tls-guard"),
     ):
         _, stderr = _create(enforce, obj)
@@ -101,7 +86,7 @@ def test_nothing_in_our_own_namespace_reaches_us(enforce: Registered) -> None:
 
 def test_workloads_in_labelled_namespaces_are_judged(enforce: Registered) -> None:
     name = unique("hosted")
-    code, stderr = _create(enforce, _deployment(name, "hosted-a", BAD_FLAGS))
+    code, stderr = _create(enforce, apiserver_deployment(name, "hosted-a", BAD_FLAGS))
     assert code == 1
     assert 'admission webhook "workloads.apiserver-tls-guard.io" denied the request' in stderr
     assert "--tls-cert-file" in stderr
@@ -110,7 +95,7 @@ def test_workloads_in_labelled_namespaces_are_judged(enforce: Registered) -> Non
 
 def test_workloads_in_unlabelled_namespaces_are_not_sent(enforce: Registered) -> None:
     name = unique("plain")
-    code, stderr = _create(enforce, _deployment(name, "plain-b", BAD_FLAGS))
+    code, stderr = _create(enforce, apiserver_deployment(name, "plain-b", BAD_FLAGS))
     assert code == 0, stderr
     assert not enforce.reached(name)
 

@@ -217,12 +217,6 @@ def apiservers_of(container: Mapping[str, Any]) -> list[ApiserverContainer]:
     ]
 
 
-def apiserver_of(container: Mapping[str, Any]) -> ApiserverContainer | None:
-    """The container's first kube-apiserver run, or None."""
-    runs = apiservers_of(container)
-    return runs[0] if runs else None
-
-
 def apiserver_containers(pod_spec: Mapping[str, Any]) -> list[ApiserverContainer]:
     """Every container of the pod that runs kube-apiserver for the pod's lifetime: the app containers and the
     native sidecars (init containers with `restartPolicy: Always`, Kubernetes 1.28+). Plain init containers run

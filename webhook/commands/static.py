@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from webhook.commands.vap import generate
+from webhook.commands.vap import MATCH_CONDITIONS, RESOURCE_RULES, generate
 from webhook.core.policy import Policy
 
 SUFFIX = ".static.k8s.io"
@@ -46,7 +46,6 @@ def webhook_configuration(port: int, ca_pem: bytes, failure_policy: str) -> dict
     """The static ValidatingWebhookConfiguration: url-only, the caBundle given, the same rules and matchConditions as
     the policies.
     """
-    from webhook.commands.vap import _MATCH_CONDITIONS, _RESOURCE_RULES
 
     return {
         "apiVersion": "admissionregistration.k8s.io/v1",
@@ -64,13 +63,13 @@ def webhook_configuration(port: int, ca_pem: bytes, failure_policy: str) -> dict
                     "url": f"https://127.0.0.1:{port}/validate",
                     "caBundle": base64.b64encode(ca_pem).decode(),
                 },
-                "rules": _RESOURCE_RULES,
+                "rules": RESOURCE_RULES,
                 "namespaceSelector": {
                     "matchExpressions": [
                         {"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["apiserver-tls-guard"]}
                     ]
                 },
-                "matchConditions": _MATCH_CONDITIONS,
+                "matchConditions": MATCH_CONDITIONS,
             }
         ],
     }

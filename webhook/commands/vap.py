@@ -137,12 +137,12 @@ _VARIABLES = [
     },
 ]  # fmt: skip
 
-_MATCH_CONDITIONS = [
+MATCH_CONDITIONS = [
     {"name": "not-being-deleted", "expression": "!has(object.metadata.deletionTimestamp)"},
     {"name": "runs-kube-apiserver", "expression": f"{_containers('(' + _SPEC + ')')}.exists(c, {_LOOKS_LIKE})"},
 ]
 
-_RESOURCE_RULES = [
+RESOURCE_RULES = [
     {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["pods"]},
     {
         "apiGroups": ["apps"],
@@ -169,12 +169,12 @@ def _policy(name: str, validations: list[dict[str, Any]]) -> dict[str, Any]:
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": {
-                "resourceRules": _RESOURCE_RULES,
+                "resourceRules": RESOURCE_RULES,
                 "namespaceSelector": {
                     "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": [NAME]}]
                 },
             },
-            "matchConditions": _MATCH_CONDITIONS,
+            "matchConditions": MATCH_CONDITIONS,
             "variables": _VARIABLES,
             "validations": validations,
         },
