@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequ
 from typing import Any
 
 from webhook.admission import review as admission
-from webhook.admission.decide import decide
+from webhook.admission.decide import Decision, decide
 from webhook.admission.review import BadReview
 from webhook.admission.verdict_cache import CachedAnswer, VerdictCache, serialize
 from webhook.core.policy import Mode, Policy, PolicyInForce
@@ -53,6 +53,20 @@ _CACHE = VerdictCache()
 _FAIL_DECIDE = os.environ.get("APISERVER_TLS_GUARD_FAILPOINT") == "decide"
 
 
+def _decide(review: admission.Request, policy: Policy, cache: VerdictCache | None) -> tuple[Decision, bytes]:
+    """The decision and the serialized answer, from the verdict cache when it has them."""
+    if cache is None:
+        decision = decide(review, policy)
+        return decision, serialize(decision.response, review.api_version)
+    key = cache.key(review)
+    answer = cache.get(policy, key)
+    metrics.cache_lookup(answer is not None)
+    if answer is None:
+        answer = CachedAnswer.of(decide(review, policy), review.api_version)
+        cache.put(policy, key, answer)
+    return answer.decision, answer.payload(review.uid)
+
+
 def answer_review(policy: Policy, body: bytes, cache: VerdictCache | None = _CACHE) -> tuple[int, bytes]:
     """HTTP status and body for one /validate request body. Never raises."""
     started = time.perf_counter()
@@ -65,20 +79,7 @@ def answer_review(policy: Policy, body: bytes, cache: VerdictCache | None = _CAC
     try:
         if _FAIL_DECIDE:
             raise RuntimeError("failpoint: decide")
-        key = cache.key(review) if cache is not None else b""
-        hit = cache.get(policy, key) if cache is not None else None
-        if cache is not None:
-            metrics.cache_lookup(hit is not None)
-        if hit is not None:
-            decision, payload = hit.decision, hit.payload(review.uid)
-        else:
-            decision = decide(review, policy)
-            if cache is not None:
-                answer = CachedAnswer.of(decision, review.api_version)
-                cache.put(policy, key, answer)
-                payload = answer.payload(review.uid)
-            else:
-                payload = serialize(decision.response, review.api_version)
+        decision, payload = _decide(review, policy, cache)
         outcome = decision.outcome
         if decision.verdict is not None:
             findings = [(f.key, f.mode.value) for f in decision.verdict.findings]
