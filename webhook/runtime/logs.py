@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import time
 from typing import Any
 
 
@@ -15,23 +16,30 @@ def fields(**values: Any) -> dict[str, dict[str, Any]]:
     return {"fields": values}
 
 
+def _json_line(created: float, level: str, logger: str, pid: int | None, msg: str, extra: dict[str, Any]) -> str:
+    """The one shape of every log line, from the logging machinery and from `decision` alike."""
+    line: dict[str, Any] = {
+        "time": dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds"),
+        "level": level,
+        "logger": logger,
+        "pid": pid,  # which worker, with serve --workers N
+        "msg": msg,
+    }
+    line.update(extra)
+    return json.dumps(line, default=str)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, pid, msg, and the fields given with `extra=fields(...)`."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "pid": record.process,  # which worker, with serve --workers N
-            "msg": record.getMessage(),
-        }
         extra = getattr(record, "fields", None)
-        if isinstance(extra, dict):
-            line.update(extra)
+        values = dict(extra) if isinstance(extra, dict) else {}
         if record.exc_info and record.exc_info[0] is not None:
-            line["error"] = record.exc_info[0].__name__  # the type only: tracebacks can quote request data
-        return json.dumps(line, default=str)
+            values["error"] = record.exc_info[0].__name__  # the type only: tracebacks can quote request data
+        return _json_line(
+            record.created, record.levelname.lower(), record.name, record.process, record.getMessage(), values
+        )
 
 
 _DECISIONS = logging.getLogger("apiserver_tls_guard")
@@ -45,9 +53,7 @@ def decision(**values: Any) -> None:
     if handler is None or not _DECISIONS.isEnabledFor(logging.INFO):
         _DECISIONS.info("decision", extra=fields(**values))
         return
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-    head = f'{{"time": "{now}", "level": "info", "logger": "apiserver_tls_guard", "pid": {_PID}, "msg": "decision", '
-    line = head + json.dumps(values, default=str)[1:] + "\n"
+    line = _json_line(time.time(), "info", _DECISIONS.name, _PID, "decision", values) + "\n"
     with handler.lock:  # type: ignore[union-attr]
         handler.stream.write(line)
 
