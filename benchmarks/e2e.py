@@ -75,12 +75,16 @@ def prepare(prefix: str) -> tuple[Path, CertFiles, ssl.SSLContext, bytes]:
 
 
 def never_seen(body: bytes, count: int = 20_000) -> list[bytes]:
-    """`count` reviews of the same pod under different names: more than the verdict cache holds, so every one
-    is judged afresh (a pod never seen before)."""
+    """`count` reviews of the pod as each control-plane node of a large fleet would send it: its own name and its
+    own `--advertise-address`. More than the verdict cache holds, and no two command lines alike, so every one is
+    judged afresh (a pod never seen before)."""
     review = json.loads(body)
+    command = review["request"]["object"]["spec"]["containers"][0]["command"]
+    at = next(i for i, item in enumerate(command) if item.startswith("--advertise-address="))
     out = []
     for i in range(count):
         review["request"]["name"] = review["request"]["object"]["metadata"]["name"] = f"kube-apiserver-cp-{i}"
+        command[at] = f"--advertise-address=10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
         out.append(json.dumps(review).encode())
     return out
 

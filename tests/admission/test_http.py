@@ -262,7 +262,7 @@ def test_log_has_decisions_but_never_bodies_or_keys(
     review = admission_review(apiserver_pod("--tls-cert-file=/SECRET-PATH-MARKER"))
     enforce_client.review(review)
     log = enforce_server.log_text()
-    decisions = [json.loads(line) for line in log.splitlines() if '"msg": "decision"' in line]
+    decisions = [d for d in map(json.loads, log.splitlines()) if d.get("msg") == "decision"]
     [ours] = [d for d in decisions if d["uid"] == review["request"]["uid"]]  # this request's line, not the last one
     assert set(ours) >= {"uid", "kind", "namespace", "objectName", "verdict", "controls", "durationMs"}
     assert ours["verdict"] == "denied"
@@ -422,6 +422,6 @@ def test_an_internal_error_denies_in_enforce_and_warns_otherwise(
         assert answer["uid"] == review["request"]["uid"]
         text = answer["status"]["message"] if not allowed else answer["warnings"][0]
         assert "could not evaluate this object" in text
-        assert '"msg": "could not evaluate"' in server.log_text()
+        assert any(json.loads(line)["msg"] == "could not evaluate" for line in server.log_text().splitlines())
     finally:
         stop_server(server)

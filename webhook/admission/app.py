@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping, Sequence
 from typing import Any
 
+import orjson
+
 from webhook.admission import review as admission
 from webhook.admission.decide import Decision, decide
 from webhook.admission.review import BadReview
@@ -71,7 +73,9 @@ def answer_review(policy: Policy, body: bytes, cache: VerdictCache | None = _CAC
     """HTTP status and body for one /validate request body. Never raises."""
     started = time.perf_counter()
     try:
-        review = admission.parse_review(json.loads(body))
+        # orjson: a third of json.loads' time on a pod review; it refuses NaN, lone surrogates and nesting deeper
+        # than 1,024 levels, none of which kube-apiserver's encoding/json ever sends.
+        review = admission.parse_review(orjson.loads(body))
     except (ValueError, RecursionError) as err:
         reason = str(err) if isinstance(err, BadReview) else "body is not valid JSON"
         return 400, problem_body(400, reason)

@@ -96,9 +96,9 @@ class Response:
     warnings: tuple[str, ...] = ()
     audit: Mapping[str, str] = field(default_factory=dict)
 
-    def review(self, api_version: str) -> dict[str, Any]:
-        """The AdmissionReview to send back, in the request's own apiVersion."""
-        response: dict[str, Any] = {"uid": self.uid, "allowed": self.allowed}
+    def review(self, api_version: str, uid: str | None = None) -> dict[str, Any]:
+        """The AdmissionReview to send back, in the request's own apiVersion (with another `uid` when given)."""
+        response: dict[str, Any] = {"uid": self.uid if uid is None else uid, "allowed": self.allowed}
         if not self.allowed:
             response["status"] = {
                 "metadata": {},

@@ -9,9 +9,10 @@ starts an empty cache, so no answer outlives the policy that made it. The uid is
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+
+import orjson
 
 from webhook.admission.decide import Decision
 from webhook.admission.review import Request, Response
@@ -33,17 +34,17 @@ class CachedAnswer:
 
     @classmethod
     def of(cls, decision: Decision, api_version: str) -> CachedAnswer:
-        template = json.dumps(replace(decision.response, uid=_UID).review(api_version), separators=(",", ":"))
-        head, _, tail = template.partition(json.dumps(_UID))
-        return cls(decision, head.encode(), tail.encode())
+        template = orjson.dumps(decision.response.review(api_version, uid=_UID))
+        head, _, tail = template.partition(orjson.dumps(_UID))
+        return cls(decision, head, tail)
 
     def payload(self, uid: str) -> bytes:
-        return self.head + json.dumps(uid).encode() + self.tail
+        return self.head + orjson.dumps(uid) + self.tail
 
 
 def serialize(response: Response, api_version: str) -> bytes:
-    """The AdmissionReview answer as compact JSON bytes."""
-    return json.dumps(response.review(api_version), separators=(",", ":")).encode()
+    """The AdmissionReview answer as compact JSON bytes (UTF-8, as Go's encoding/json reads it)."""
+    return orjson.dumps(response.review(api_version))
 
 
 class VerdictCache:
@@ -65,7 +66,9 @@ class VerdictCache:
             request.obj,
             request.old_obj,
         ]
-        return hashlib.blake2b(json.dumps(what, separators=(",", ":")).encode(), digest_size=16).digest()
+        # orjson keeps the source's key order: the same bytes from kube-apiserver give the same key, another order only
+        # a miss. Non-string keys cannot come out of JSON.
+        return hashlib.blake2b(orjson.dumps(what), digest_size=16).digest()
 
     def get(self, policy: Policy, key: bytes) -> CachedAnswer | None:
         if policy is not self._policy:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import yaml
+from webhook.core import yaml_text
 
 
 class CatalogError(ValueError):
@@ -137,4 +137,4 @@ def parse_catalog(data: Mapping[str, Any]) -> Catalog:
 def load_catalog() -> Catalog:
     """The shipped catalog (controls.yaml), parsed once."""
     text = resources.files("webhook.core").joinpath("controls.yaml").read_text(encoding="utf-8")
-    return parse_catalog(yaml.safe_load(text))
+    return parse_catalog(yaml_text.safe_load(text))

@@ -10,7 +10,7 @@ from webhook.cmdline.flags import Flags
 from webhook.cmdline.images import image_version
 from webhook.cmdline.locate import ApiserverContainer, apiserver_containers
 from webhook.core.catalog import Catalog, Control
-from webhook.core.operators import Context, checker_for
+from webhook.core.operators import Context
 from webhook.core.policy import Mode, Policy
 from webhook.core.workloads import PROCESS_KIND, Subject, pod_spec, subject_of
 
@@ -108,10 +108,11 @@ def judge_container(apiserver: ApiserverContainer, subject: Subject, policy: Pol
     findings = []
     flags = apiserver.flags
     where = where_to_fix(subject)
-    for control, mode in policy.active_controls:
-        blind = flags.unseen(control.flags) if flags.opaque or flags.has_unknown else None
+    unsure = bool(flags.opaque or flags.has_unknown)
+    for control, mode, check in policy.active_checks:
+        blind = flags.unseen(control.flags) if unsure else None
         # A value we cannot see is not a pass.
-        detail = f"could not read the command line: {blind}" if blind else checker_for(control)(flags, ctx)
+        detail = f"could not read the command line: {blind}" if blind else check(flags, ctx)
         if detail is None:
             continue
         findings.append(

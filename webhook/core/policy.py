@@ -13,7 +13,9 @@ from typing import Any
 
 import yaml
 
+from webhook.core import yaml_text
 from webhook.core.catalog import Catalog, Control, load_catalog
+from webhook.core.operators import Checker, checker_for
 
 
 class Mode(StrEnum):
@@ -104,6 +106,11 @@ class Policy:
         """Every control that is not off, with its mode; worked out once per policy, not per review."""
         pairs = ((control, self.mode_for(control)) for control in self.catalog.controls)
         return tuple((control, mode) for control, mode in pairs if mode is not Mode.OFF)
+
+    @functools.cached_property
+    def active_checks(self) -> tuple[tuple[Control, Mode, Checker], ...]:
+        """`active_controls` with each control's compiled check: the engine's loop, without a lookup per control."""
+        return tuple((control, mode, checker_for(control)) for control, mode in self.active_controls)
 
     def mode_for(self, control: Control) -> Mode:
         """A control's own setting wins; otherwise the global mode, capped at warn for manual controls."""
@@ -268,7 +275,7 @@ def load_policy(path: str | Path | None, **overrides: Any) -> Policy:
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            loaded = yaml_text.safe_load(Path(path).read_text(encoding="utf-8"))
         except OSError as err:
             raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
         except yaml.YAMLError as err:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import sys
 import time
 from typing import Any
+
+import orjson
 
 
 def fields(**values: Any) -> dict[str, dict[str, Any]]:
@@ -16,17 +17,31 @@ def fields(**values: Any) -> dict[str, dict[str, Any]]:
     return {"fields": values}
 
 
+_SECOND: tuple[int, str] = (-1, "")
+
+
+def _timestamp(created: float) -> str:
+    """RFC 3339 UTC with milliseconds. The part up to the second is formatted once a second: datetime's formatting
+    was a sixth of a decision line's cost."""
+    global _SECOND
+    second = int(created)
+    if _SECOND[0] != second:
+        _SECOND = (second, dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_SECOND[1]}.{int((created - second) * 1000):03d}+00:00"
+
+
 def _json_line(created: float, level: str, logger: str, pid: int | None, msg: str, extra: dict[str, Any]) -> str:
     """The one shape of every log line, from the logging machinery and from `decision` alike."""
     line: dict[str, Any] = {
-        "time": dt.datetime.fromtimestamp(created, dt.UTC).isoformat(timespec="milliseconds"),
+        "time": _timestamp(created),
         "level": level,
         "logger": logger,
         "pid": pid,  # which worker, with serve --workers N
         "msg": msg,
     }
     line.update(extra)
-    return json.dumps(line, default=str)
+    # orjson: a fifth of json.dumps' time; keys that are not strings (never ours) are written with str() too.
+    return orjson.dumps(line, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 class JsonFormatter(logging.Formatter):
