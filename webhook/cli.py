@@ -101,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--exclude", action="append", default=[], metavar="GLOB", help="skip matching paths (repeatable)"
     )
+    for installer in ("k3s", "rke2"):
+        check.add_argument(
+            f"--{installer}-config",
+            action="append",
+            default=[],
+            metavar="FILE",
+            help=f"read FILE as a {installer} config.yaml wherever it is (repeatable); "
+            f".../{installer}/config.yaml and .../{installer}/config.yaml.d/*.yaml are read so without it",
+        )
     check.add_argument("--node", action="store_true", help="judge kube-apiserver processes running on this machine")
     check.add_argument("--proc-root", default="/proc", help="where /proc is (for tests and host mounts)")
     _add_policy_options(check, default_mode=None)

@@ -87,12 +87,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         judged, errors = judge_node(args.proc_root, policy)
     else:
-        if not args.paths:
+        installers = {"k3s": args.k3s_config, "rke2": args.rke2_config}
+        if not args.paths and not any(installers.values()):
             print(
                 "apiserver-tls-guard check: give manifest files or directories, - for stdin, or --node", file=sys.stderr
             )
             return EXIT_USAGE
-        inputs = read_inputs(args.paths, args.exclude)
+        inputs = read_inputs(args.paths, args.exclude, installers)
         judged, errors = judge_inputs(inputs, policy), inputs.errors
         for note in inputs.skipped:
             print(f"apiserver-tls-guard: {note}", file=sys.stderr)

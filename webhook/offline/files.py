@@ -5,13 +5,16 @@ from __future__ import annotations
 import fnmatch
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from webhook.core.engine import evaluate
+from webhook.bootstrap import k3s, kubeadm
+from webhook.bootstrap.generated import ConfigError, Generated
+from webhook.core.engine import Verdict, evaluate
 from webhook.core.policy import Policy
-from webhook.offline.documents import DocumentError, load_documents
+from webhook.core.workloads import Subject
+from webhook.offline.documents import Document, DocumentError, load_documents
 from webhook.offline.report import Judged
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -24,6 +27,7 @@ class Inputs:
     texts: list[tuple[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # notes: inputs left out on purpose, and why
+    installers: dict[str, str] = field(default_factory=dict)  # source -> k3s | rke2, for config files named so
 
 
 _TEMPLATE_ACTION = re.compile(r"\{\{-?\s.*?\}\}|\{\{[^}]*\}\}", re.S)
@@ -51,10 +55,16 @@ def _files_below(directory: Path) -> Iterator[Path]:
             yield path
 
 
-def read_inputs(paths: Sequence[str], exclude: Sequence[str] = ()) -> Inputs:
+def read_inputs(
+    paths: Sequence[str], exclude: Sequence[str] = (), installers: Mapping[str, Sequence[str]] | None = None
+) -> Inputs:
     """The texts of the files named (directories searched), minus those matching an `exclude` glob (on the path
-    as given or relative to the directory searched) and Helm chart templates, which are noted as skipped."""
+    as given or relative to the directory searched) and Helm chart templates, which are noted as skipped.
+    `installers` names k3s/RKE2 configuration files (`{"k3s": [path, ...]}`), read as such wherever they are."""
     inputs = Inputs()
+    for installer, named in (installers or {}).items():
+        inputs.installers.update((str(Path(n)), installer) for n in named)
+        paths = [*paths, *named]
     for name in paths:
         if name == "-":
             inputs.texts.append(("<stdin>", sys.stdin.read()))
@@ -106,28 +116,76 @@ def finding_line(lines: list[str], first: int, last: int, flags: Sequence[str]) 
     )
 
 
-def judge_text(text: str, source: str, policy: Policy) -> list[Judged]:
-    """Raises DocumentError when the text is not manifests."""
+def _judge_manifest(doc: Document, lines: list[str], source: str, policy: Policy) -> Judged:
+    verdict = evaluate(doc.obj, policy)
+    last = doc.end_line or len(lines)
+    located = {
+        (f.container, f.key): finding_line(lines, doc.line, last, policy.catalog.control(f.key).flags)
+        for f in verdict.findings
+    }
+    if not verdict.subject.mirror:
+        # The file in the repository is what must change, not the node path the object would end up at.
+        verdict = replace(
+            verdict,
+            findings=tuple(
+                f._replace(where=f"edit {source} at line {located[(f.container, f.key)]}") for f in verdict.findings
+            ),
+        )
+    return Judged(source, doc.index, verdict, doc.line, located)
+
+
+def _config_line(lines: list[str], first: int, last: int, flags: Sequence[str], section: str) -> tuple[int, bool]:
+    """The line that sets one of `flags` in a bootstrap configuration (True), else the line of the section to add
+    it to, else the document's first line (False). Names match as whole words, outside comments."""
+    written = re.compile(r"(?<![\w-])(?:--)?(?:" + "|".join(re.escape(f) for f in flags) + r")(?![\w-])")
+    for number in range(first, min(last, len(lines)) + 1):
+        if written.search(lines[number - 1].split("#", 1)[0]):
+            return number, True
+    for key in reversed(re.findall(r"[A-Za-z][\w-]*\+?", section)):
+        anchor = re.compile(r"^\s*-?\s*" + re.escape(key.rstrip("+")) + r"\+?\s*:")
+        found = _line_of(lines, first, last, anchor)
+        if found:
+            return found, False
+    return first, False
+
+
+def _judge_generated(generated: Generated, doc: Document, lines: list[str], source: str, policy: Policy) -> Judged:
+    """A bootstrap configuration's verdict: the engine's on the pod the installer would write, pointed back at the
+    configuration's lines."""
+    verdict = evaluate(generated.pod(), policy)
+    last = doc.end_line or len(lines)
+    located: dict[tuple[str, str], int] = {}
+    findings = []
+    for f in verdict.findings:
+        flags = policy.catalog.control(f.key).flags
+        line, written = _config_line(lines, doc.line, last, flags, generated.section)
+        located[(f.container, f.key)] = line
+        action = "change it in" if written else f"add {', '.join('--' + flag for flag in flags)} to"
+        detail = f"{f.detail} ({generated.assumption})" if generated.assumption else f.detail
+        findings.append(f._replace(where=f"edit {source} at line {line}: {action} {generated.section}", detail=detail))
+    name = generated.name or "(the kube-apiserver it generates)"
+    subject = Subject(f"{generated.installer} {generated.kind}", generated.namespace, name)
+    verdict = Verdict(subject, verdict.containers, tuple(findings), verdict.exempt)
+    return Judged(source, doc.index, verdict, doc.line, located)
+
+
+def judge_text(text: str, source: str, policy: Policy, installer: str | None = None) -> list[Judged]:
+    """Raises DocumentError when the text is not manifests or bootstrap configurations, or the installer would
+    refuse the configuration. `installer` (k3s, rke2) reads the text as that installer's config.yaml."""
     lines = text.splitlines()
+    documents = load_documents(text, source)
+    installer = installer or k3s.installer_of_path(source)
     judged = []
-    for doc in load_documents(text, source):
-        if not doc.obj.get("kind"):
-            continue  # not a Kubernetes object (a values file, a JSON report, ...)
-        verdict = evaluate(doc.obj, policy)
-        last = doc.end_line or len(lines)
-        located = {
-            (f.container, f.key): finding_line(lines, doc.line, last, policy.catalog.control(f.key).flags)
-            for f in verdict.findings
-        }
-        if not verdict.subject.mirror:
-            # The file in the repository is what must change, not the node path the object would end up at.
-            verdict = replace(
-                verdict,
-                findings=tuple(
-                    f._replace(where=f"edit {source} at line {located[(f.container, f.key)]}") for f in verdict.findings
-                ),
-            )
-        judged.append(Judged(source, doc.index, verdict, doc.line, located))
+    init = next((d.obj for d in documents if d.obj.get("kind") == "InitConfiguration"), None)
+    for doc in documents:
+        try:
+            generated = k3s.from_config(doc.obj, installer) if installer else kubeadm.recognise(doc.obj, init)
+        except ConfigError as err:
+            raise DocumentError(f"{source}: line {doc.line}: {err}") from None
+        if generated is not None:
+            judged.append(_judge_generated(generated, doc, lines, source, policy))
+        elif doc.obj.get("kind") and not installer:
+            judged.append(_judge_manifest(doc, lines, source, policy))
     return judged
 
 
@@ -136,7 +194,7 @@ def judge_inputs(inputs: Inputs, policy: Policy) -> list[Judged]:
     judged: list[Judged] = []
     for source, text in inputs.texts:
         try:
-            judged.extend(judge_text(text, source, policy))
+            judged.extend(judge_text(text, source, policy, inputs.installers.get(source)))
         except DocumentError as err:
             if _TEMPLATE_ACTION.search(text):
                 # `{{ .Values.x }}` outside a chart folder: a template, not broken YAML.
