@@ -67,7 +67,23 @@ $(KUBE_BIN)/etcd: $(ETCD_MOD)/go.mod $(ETCD_MOD)/go.sum
 		go.etcd.io/etcd/server/v3 && echo "built etcd in $$(( $$(date +%s) - start )) s"
 	@touch $@
 
-kube: $(addprefix $(KUBE_BIN)/,$(KUBE_CMDS)) $(KUBE_BIN)/etcd
+# CustomResourceDefinitions the end-to-end suite installs, from the Go modules that ship them (never committed):
+# the Policy Report APIs (wgpolicyk8s.io from Kyverno's module, openreports.io from its own).
+CRDS_DIR   := $(KUBE_BIN)/crds
+CRDS_STAMP := $(CRDS_DIR)/.fetched
+CRD_MODULES := github.com/kyverno/kyverno@v1.19.1:config/crds/policyreport \
+	github.com/openreports/reports-api@v0.2.1:config/crd
+$(CRDS_STAMP): Makefile
+	@mkdir -p $(CRDS_DIR)
+	@for spec in $(CRD_MODULES); do \
+		module=$${spec%%:*}; folder=$${spec#*:}; \
+		dir=$$(cd $(K8S_MOD) && GOFLAGS=-mod=mod go mod download -json $$module | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
+		test -n "$$dir" || { echo "cannot download $$module" >&2; exit 1; }; \
+		cp $$dir/$$folder/*.yaml $(CRDS_DIR)/ && chmod u+w $(CRDS_DIR)/*.yaml; \
+	done
+	@touch $@
+
+kube: $(addprefix $(KUBE_BIN)/,$(KUBE_CMDS)) $(KUBE_BIN)/etcd $(CRDS_STAMP)
 
 # Without go the suite skips, saying so; .ci/run sets REQUIRE_E2E=1 so that CI fails instead.
 e2e: $(STAMP)

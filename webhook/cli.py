@@ -76,7 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--webhook-config", default="apiserver-tls-guard", help="ValidatingWebhookConfiguration whose caBundle to keep"
     )
-    serve.add_argument("--kubeconfig", help="for --cluster-certs outside a cluster (default: in-cluster)")
+    serve.add_argument(
+        "--kubeconfig", help="for --cluster-certs and the audit outside a cluster (default: in-cluster, $KUBECONFIG)"
+    )
+    serve.add_argument(
+        "--audit-interval",
+        type=float,
+        default=0.0,
+        help="seconds between continuous audits of the cluster's Pods and workloads (0, the default: no audit; "
+        "needs the audit RBAC, manifests/components/audit)",
+    )
+    serve.add_argument(
+        "--policy-reports",
+        default="off",
+        choices=["off", "wgpolicyk8s.io/v1alpha2", "openreports.io/v1alpha1"],
+        help="with --audit-interval: write one Policy Report per namespace that runs kube-apiserver",
+    )
     serve.add_argument("--reload-interval", type=float, default=5.0, help="seconds between looks at the cert files")
     serve.add_argument(
         "--cert-sync-interval", type=float, default=60.0, help="--cluster-certs: seconds between syncs with the Secret"
@@ -115,11 +130,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_options(check, default_mode=None)
     check.set_defaults(func=handlers.cmd_check)
 
+    controls = sub.add_parser(
+        "controls",
+        help="print the catalog: key, CIS id, scored, what passes, and the mode the policy gives each control",
+    )
+    controls.add_argument("--format", choices=["text", "json"], default="text")
+    _add_policy_options(controls, default_mode=None)
+    controls.set_defaults(func=handlers.cmd_controls)
+
     scan = sub.add_parser("scan", help="judge the Pods and workloads of a live cluster (kubeconfig or in-cluster)")
     scan.add_argument("--kubeconfig", help="default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account")
     scan.add_argument("--context", help="kubeconfig context")
     scan.add_argument("--namespace", "-n", help="only this namespace (default: all)")
-    scan.add_argument("--format", choices=["text", "json", "sarif"], default="text")
+    scan.add_argument(
+        "--format",
+        choices=["text", "json", "sarif", "policyreport"],
+        default="text",
+        help="policyreport: YAML Policy Reports, one per namespace (kubectl apply -f - takes them)",
+    )
+    scan.add_argument(
+        "--report-api",
+        choices=["wgpolicyk8s.io/v1alpha2", "openreports.io/v1alpha1"],
+        default="wgpolicyk8s.io/v1alpha2",
+        help="the Policy Report API of --format policyreport",
+    )
     _add_policy_options(scan, default_mode=None)
     scan.set_defaults(func=handlers.cmd_scan)
 

@@ -56,6 +56,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     else:
         ensure_certs(args.certs_dir, args.service, args.namespace)
+    if args.policy_reports != "off" and args.audit_interval <= 0:
+        print("apiserver-tls-guard: --policy-reports needs --audit-interval above 0", file=sys.stderr)
+        return EXIT_USAGE
     settings = ServeSettings(
         certs_dir=args.certs_dir,
         host=args.host,
@@ -70,11 +73,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         http=args.http,
         reload_interval=args.reload_interval,
+        audit_interval=args.audit_interval,
+        report_api=None if args.policy_reports == "off" else args.policy_reports,
+        kubeconfig=args.kubeconfig,
     )
     try:
         return serve(settings)
     except KeyboardInterrupt:  # Ctrl-C before uvicorn took over the signals: nothing was in flight
         return EXIT_OK
+
+
+def cmd_controls(args: argparse.Namespace) -> int:
+    """`controls`: the catalog under the policy given (--config, --mode, --cis-version)."""
+    from webhook.commands.controls import as_json, as_text
+
+    policy = _policy(args)
+    print(as_json(policy) if args.format == "json" else as_text(policy))
+    return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -138,7 +153,26 @@ def cmd_scan(args: argparse.Namespace) -> int:
         judged, errors = scan(api, policy, args.namespace, progress)
     if tty:
         print(file=sys.stderr)
+    if args.format == "policyreport":
+        return _print_policy_reports(judged, errors, policy, args.report_api)
     return _print_report(judged, errors, policy, args.format)
+
+
+def _print_policy_reports(judged: list[Judged], errors: list[str], policy: Policy, api_version: str) -> int:
+    import time
+
+    import yaml
+
+    from webhook.offline import report
+    from webhook.offline.policyreport import reports
+
+    made = reports(judged, policy, api_version, time.time())
+    print(yaml.safe_dump_all(made, sort_keys=False), end="")
+    for error in errors:
+        print(f"apiserver-tls-guard: {error}", file=sys.stderr)
+    if errors:
+        return EXIT_USAGE
+    return EXIT_FINDINGS if report.should_fail(judged) else EXIT_OK
 
 
 def cmd_vap(args: argparse.Namespace) -> int:

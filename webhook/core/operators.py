@@ -162,6 +162,30 @@ OPERATORS: Mapping[str, Callable[[Mapping[str, Any]], Checker]] = {
 _CHECKERS: dict[int, tuple[Control, Checker]] = {}
 
 
+def passes_when(check: Mapping[str, Any]) -> str:
+    """What a command line needs to pass this check, in one phrase (for `apiserver-tls-guard controls`)."""
+    op = check["op"]
+    if op == "set":
+        names = [str(n) for n in check["flags"]]
+        return f"{_spell(names)} {'is' if len(names) == 1 else 'are'} set, non-empty"
+    if op == "unset":
+        return f"--{check['flag']} is absent"
+    if op == "bool":
+        want = str(bool(check["expect"])).lower()
+        default = str(bool(check["default"])).lower()
+        return f"--{check['flag']} is {want} (unset means {default})"
+    if op == "list":
+        name = check["flag"]
+        if check.get("includes") is not None:
+            return f"--{name} includes {check['includes']} (unset means {check['default']})"
+        return f"--{name} is set and excludes {check['excludes']} (unset means {check['default']})"
+    if op == "ciphers":
+        return f"--{check['flag']} is set, every suite in the benchmark's strong list"
+    if op == "retired":
+        return f"no --{check['flag']} on Kubernetes >= {check['removed_in']} (read from the image tag)"
+    raise KeyError(op)
+
+
 def checker_for(control: Control) -> Checker:
     """The control's compiled check; the control is kept with it so its id cannot be reused."""
     entry = _CHECKERS.get(id(control))

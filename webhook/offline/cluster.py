@@ -26,6 +26,10 @@ class Listed:
     api: str  # client class
     plural: str  # list_<plural>_for_all_namespaces / list_namespaced_<plural>
 
+    @property
+    def api_version(self) -> str:
+        return {"BatchV1Api": "batch/v1", "AppsV1Api": "apps/v1"}.get(self.api, "v1")
+
 
 # Owners before what they own, Pods last: an owned object is compared with its owner's template.
 KINDS = (
@@ -112,7 +116,14 @@ def scan(
                     if seen[owner] == failures:
                         continue  # reported through its owner
                     source += f" (drift: differs from its owner {owner[0].lower()}/{owner[1]}/{owner[2]})"
-                judged.append(Judged(source, 1, verdict))
+                resource = {
+                    "apiVersion": listed.api_version,
+                    "kind": listed.kind,
+                    "namespace": ns,
+                    "name": name,
+                    "uid": str(meta.get("uid", "")),
+                }
+                judged.append(Judged(source, 1, verdict, resource=resource))
         except ScanError as err:
             errors.append(str(err))
     return judged, errors

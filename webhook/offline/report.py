@@ -25,6 +25,8 @@ class Judged:
     verdict: Verdict
     line: int = 1
     finding_lines: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (container, key) -> line
+    # apiVersion, kind, namespace, name, uid of a cluster object (scan): what a Policy Report result points at
+    resource: Mapping[str, str] | None = None
 
     def line_of(self, finding: Finding) -> int:
         return self.finding_lines.get((finding.container, finding.key), self.line)

@@ -70,6 +70,24 @@ POLICY_INFO = Gauge(
     ["hash"],
     multiprocess_mode="max",
 )
+AUDIT_VIOLATIONS = Gauge(
+    f"{NAMESPACE}_audit_violations",
+    "Failing (object, control) pairs found by the last continuous audit of the cluster, by control and namespace "
+    "(namespaces past the first 100 are counted as '(other)').",
+    ["control", "namespace"],
+    multiprocess_mode="max",
+)
+AUDIT_RUNS = Counter(
+    f"{NAMESPACE}_audit_runs_total",
+    "Continuous audits of the cluster, by result (ok: the whole cluster was read; error: some list or report "
+    "call failed).",
+    ["result"],
+)
+AUDIT_LAST_SUCCESS = Gauge(
+    f"{NAMESPACE}_audit_last_success_timestamp_seconds",
+    "When the last audit that read the whole cluster finished, as a Unix timestamp.",
+    multiprocess_mode="max",
+)
 POLICY_RELOAD_ERRORS = Counter(
     f"{NAMESPACE}_policy_reload_errors_total",
     "Changed policy files that were refused (invalid); the policy in force was kept.",

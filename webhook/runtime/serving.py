@@ -47,6 +47,9 @@ class ServeSettings:
     log_format: str = "json"
     http: str = "httptools"
     reload_interval: float = 5.0  # seconds between looks at the certificate files
+    audit_interval: float = 0.0  # seconds between continuous audits of the cluster; 0: no audit
+    report_api: str | None = None  # write Policy Reports in this API (wgpolicyk8s.io/v1alpha2, openreports.io/...)
+    kubeconfig: str | None = None  # for the audit outside a cluster (default: in-cluster, or $KUBECONFIG)
     # The ASGI app factory; benchmarks swap in a bare app to measure the same server and TLS stack.
     app_factory: str = "webhook.runtime.serving:build_app"
 
@@ -81,6 +84,15 @@ def build_app() -> ASGIApp:
     background = [reloader.run]
     if settings.config:
         background.append(PolicyReloader(settings.config, overrides, in_force, settings.reload_interval).run)
+    if settings.audit_interval > 0:
+        from webhook.kube import api_client
+        from webhook.runtime.audit import ClusterAuditor
+
+        def connect() -> Any:
+            return api_client(settings.kubeconfig, None)
+
+        auditor = ClusterAuditor(in_force, settings.audit_interval, settings.report_api, connect)
+        background.append(auditor.run)
     return create_app(in_force, background=background)
 
 
