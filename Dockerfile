@@ -11,9 +11,12 @@ COPY pyproject.toml README.md ./
 COPY webhook ./webhook
 # The project pins lower bounds in pyproject.toml; the image is rebuilt, and re-scanned, for every release.
 # hadolint ignore=DL3013
+# Bytecode is compiled here and kept: the final image runs with a read-only root filesystem and
+# PYTHONDONTWRITEBYTECODE, so without it every start compiled every module again (measured: imports 1.3 s
+# instead of 0.27 s). unchecked-hash: the files never change inside the image, so no timestamp check is needed.
 RUN /opt/venv/bin/pip install . \
  && /opt/venv/bin/pip uninstall --yes pip setuptools \
- && find /opt/venv -name '__pycache__' -type d -prune -exec rm -rf {} +
+ && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="apiserver-tls-guard" \

@@ -9,9 +9,11 @@ evaluated with the CEL library instead of kube-apiserver.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -355,8 +357,34 @@ def test_dockerfile_build_step_makes_a_complete_package(tmp_path: Path) -> None:
     [wheel] = tmp_path.glob("apiserver_tls_guard-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "webhook/core/controls.yaml" in names and "webhook/runtime/serving.py" in names
-    for layer in ("core", "cmdline", "admission", "runtime", "pki", "offline", "commands"):
+    assert "webhook/bootstrap/installers.yaml" in names
+    for layer in ("core", "cmdline", "admission", "runtime", "pki", "offline", "bootstrap", "commands"):
         assert f"webhook/{layer}/__init__.py" in names, layer
     assert not any(n.startswith(("tests/", "certs/", "benchmarks/")) for n in names)
     entry = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "apiserver-tls-guard = webhook.cli:main" in entry
+
+
+def test_dockerfile_keeps_bytecode_the_image_can_use(tmp_path: Path) -> None:
+    """The build stage's compile step, run on the package: every module gets bytecode that Python uses without
+    writing anything or checking timestamps (the image's filesystem is read-only, PYTHONDONTWRITEBYTECODE is set)."""
+    text = (ROOT / "Dockerfile").read_text()
+    step = re.search(r"python -m compileall (.*) /opt/venv/lib", text)
+    assert step is not None and "__pycache__" not in text.split("FROM ${PYTHON_IMAGE}\n")[-1]
+    tree = tmp_path / "lib"
+    shutil.copytree(ROOT / "webhook", tree / "webhook", ignore=shutil.ignore_patterns("__pycache__"))
+    args = step.group(1).split()
+    compiled = subprocess.run([sys.executable, "-m", "compileall", *args, str(tree)], capture_output=True, check=False)
+    assert compiled.returncode == 0, compiled.stderr
+    sources = list(tree.rglob("*.py"))
+    for source in sources:
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        flags = int.from_bytes(cached.read_bytes()[4:8], "little")
+        assert flags == 0b01, source  # hash-based, source not checked (PEP 552)
+    probe = "import sys, webhook.cli; print(sum(1 for m in sys.modules if m.startswith('webhook')))"
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": str(tree)}
+    env.pop("PYTHONPYCACHEPREFIX", None)
+    ran = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path, check=False
+    )
+    assert ran.returncode == 0 and int(ran.stdout) > 10, ran.stderr
