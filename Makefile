@@ -68,22 +68,40 @@ $(KUBE_BIN)/etcd: $(ETCD_MOD)/go.mod $(ETCD_MOD)/go.sum
 	@touch $@
 
 # CustomResourceDefinitions the end-to-end suite installs, from the Go modules that ship them (never committed):
-# the Policy Report APIs (wgpolicyk8s.io from Kyverno's module, openreports.io from its own).
+# the Policy Report APIs (wgpolicyk8s.io from Kyverno's module, openreports.io from its own), cert-manager's, and
+# the Prometheus Operator's PrometheusRule.
 CRDS_DIR   := $(KUBE_BIN)/crds
 CRDS_STAMP := $(CRDS_DIR)/.fetched
-CRD_MODULES := github.com/kyverno/kyverno@v1.19.1:config/crds/policyreport \
-	github.com/openreports/reports-api@v0.2.1:config/crd
+CRD_MODULES := github.com/kyverno/kyverno@v1.19.1:config/crds/policyreport/*.yaml \
+	github.com/openreports/reports-api@v0.2.1:config/crd/*.yaml \
+	github.com/cert-manager/cert-manager@v1.21.2:deploy/crds/cert-manager.io_*.yaml \
+	github.com/prometheus-operator/prometheus-operator@v0.85.0:example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml
 $(CRDS_STAMP): Makefile
 	@mkdir -p $(CRDS_DIR)
 	@for spec in $(CRD_MODULES); do \
-		module=$${spec%%:*}; folder=$${spec#*:}; \
+		module=$${spec%%:*}; files=$${spec#*:}; \
 		dir=$$(cd $(K8S_MOD) && GOFLAGS=-mod=mod go mod download -json $$module | sed -n 's/.*"Dir": "\(.*\)".*/\1/p'); \
 		test -n "$$dir" || { echo "cannot download $$module" >&2; exit 1; }; \
-		cp $$dir/$$folder/*.yaml $(CRDS_DIR)/ && chmod u+w $(CRDS_DIR)/*.yaml; \
+		cp $$dir/$$files $(CRDS_DIR)/ && chmod u+w $(CRDS_DIR)/*.yaml; \
 	done
 	@touch $@
 
-kube: $(addprefix $(KUBE_BIN)/,$(KUBE_CMDS)) $(KUBE_BIN)/etcd $(CRDS_STAMP)
+# helm and actionlint (one module), and `promrules`, a small program on Prometheus' own rule parser (what
+# `promtool check rules` runs): the chart, release workflow and alert rules are checked with the real tools.
+HELM_MOD  := tests/e2e/kube/helm
+PROM_MOD  := tests/e2e/kube/promrules
+$(KUBE_BIN)/helm $(KUBE_BIN)/actionlint &: $(HELM_MOD)/go.mod $(HELM_MOD)/go.sum
+	@mkdir -p $(KUBE_BIN)
+	@start=$$(date +%s); cd $(HELM_MOD) && $(GOBUILD) -ldflags "-s -w" -o $(abspath $(KUBE_BIN))/ \
+		helm.sh/helm/v3/cmd/helm github.com/rhysd/actionlint/cmd/actionlint \
+		&& echo "built helm and actionlint in $$(( $$(date +%s) - start )) s"
+	@touch $(KUBE_BIN)/helm $(KUBE_BIN)/actionlint
+$(KUBE_BIN)/promrules: $(PROM_MOD)/go.mod $(PROM_MOD)/go.sum $(PROM_MOD)/main.go
+	@mkdir -p $(KUBE_BIN)
+	@cd $(PROM_MOD) && $(GOBUILD) -ldflags "-s -w" -o $(abspath $@) . && echo "built promrules"
+
+kube: $(addprefix $(KUBE_BIN)/,$(KUBE_CMDS)) $(KUBE_BIN)/etcd $(CRDS_STAMP) \
+	$(KUBE_BIN)/helm $(KUBE_BIN)/actionlint $(KUBE_BIN)/promrules
 
 # Without go the suite skips, saying so; .ci/run sets REQUIRE_E2E=1 so that CI fails instead.
 e2e: $(STAMP)

@@ -154,3 +154,40 @@ def test_service_name_is_still_verified_after_rotation(tmp_path: Path) -> None:
             ApiserverClient(server.port, tmp_path / "ca.crt", server_name="other.example.svc").get("/healthz")
     finally:
         stop_server(server)
+
+
+def kubelet_secret_volume(certs: Path, version: int, ca: CA) -> int:
+    """Write a Secret volume as the kubelet does (pkg/volume/util/atomic_writer.go): the files into a new folder,
+    then the `..data` symlink swapped to it in one rename; tls.crt, tls.key and ca.crt point through `..data`."""
+    folder = certs / f"..2026_11_30_v{version}"
+    folder.mkdir(parents=True)
+    leaf = ca.issue_cert(*service_identities())
+    write_file(folder / "tls.key", leaf.key_pem, private=True)
+    write_file(folder / "tls.crt", leaf.cert_pem, private=False)
+    write_file(folder / "ca.crt", ca.cert_pem, private=False)
+    staging = certs / "..data_tmp"
+    staging.symlink_to(folder.name)
+    staging.rename(certs / "..data")
+    for name in ("tls.crt", "tls.key", "ca.crt"):
+        if not (certs / name).is_symlink():
+            (certs / name).symlink_to(f"..data/{name}")
+    return leaf.cert.serial_number
+
+
+def test_external_certs_follow_a_secret_volume_swap(tmp_path: Path) -> None:
+    """cert-manager renews the Secret; the kubelet swaps `..data`; `serve --external-certs` serves the new one."""
+    certs = tmp_path / "certs"
+    ca = CA.create()
+    first = kubelet_secret_volume(certs, 1, ca)
+    trust = Trust(tmp_path / "bundle.crt", ca)
+    server = start_server(certs, tmp_path, "--external-certs", "--reload-interval", "0.1", "--log-level", "warning")
+    loop = Loop(server.port, trust)
+    loop.start()
+    try:
+        loop.wait_for_serial(first)
+        loop.wait_for_serial(kubelet_secret_volume(certs, 2, ca))
+    finally:
+        loop.stop.set()
+        loop.join(timeout=10)
+        stop_server(server)
+    assert loop.failed == 0, loop.errors[:3]
