@@ -10,9 +10,9 @@ IMAGE  ?= apiserver-tls-guard:0.1.0
 HOST   ?= 127.0.0.1
 PORT   ?= 8443
 MODE   ?= enforce
-PY_SRC := webhook tests $(wildcard benchmarks)
+PY_SRC := webhook tests release $(wildcard benchmarks)
 
-.PHONY: run test lint unit e2e kube cluster install clean bench fuzz soak image mutation
+.PHONY: run test lint unit e2e kube cluster install clean bench fuzz soak image mutation pin
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -122,6 +122,10 @@ fuzz: $(STAMP)
 
 soak: $(STAMP)
 	$(BIN)/python -m benchmarks.soak --seconds $${SOAK_SECONDS:-60} --rate 200
+
+# Pins VERSION (e.g. make pin VERSION=0.2.0) in every place a user pins one: package, image tag, chart, hooks.
+pin: $(STAMP)
+	$(BIN)/python -m release.pin $(VERSION)
 
 image:
 	docker build -t $(IMAGE) .
