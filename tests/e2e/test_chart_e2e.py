@@ -179,8 +179,20 @@ def test_install_dry_run_on_the_real_apiserver(control_plane: ControlPlane, valu
     control_plane.kubectl("apply", "--server-side", "-f", str(crds), check=True)
     control_plane.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s", check=True)
     sets = [item for value in values for item in ("--set", value)]
-    result = helm("install", "guard", str(CHART), "--namespace", "helm-dry-run", "--create-namespace",
-                  "--dry-run=server", "--kubeconfig", str(control_plane.kubeconfig), *sets)  # fmt: skip
+
+    def install() -> subprocess.CompletedProcess[str]:
+        return helm("install", "guard", str(CHART), "--namespace", "helm-dry-run", "--create-namespace",
+                    "--dry-run=server", "--kubeconfig", str(control_plane.kubeconfig), *sets)  # fmt: skip
+
+    # Installed with kustomize first (as other tests here do): helm will not take over its cluster-wide objects.
+    control_plane.kubectl("apply", "-k", str(ROOT / "manifests/overlays/warn"), check=True)
+    refused = install()
+    assert refused.returncode == 1 and "exists and cannot be imported into the current release" in refused.stderr
+    control_plane.kubectl(
+        "delete", "clusterrole,clusterrolebinding,validatingwebhookconfiguration",
+        "-l", "app.kubernetes.io/part-of=apiserver-tls-guard", check=True,
+    )  # fmt: skip
+    result = install()
     assert result.returncode == 0, result.stderr
     assert "STATUS: pending-install" in result.stdout
 
