@@ -79,14 +79,13 @@ def answer_review(policy: Policy, body: bytes, cache: VerdictCache | None = _CAC
     except (ValueError, RecursionError) as err:
         reason = str(err) if isinstance(err, BadReview) else "body is not valid JSON"
         return 400, problem_body(400, reason)
-    findings: list[tuple[str, str]] = []
+    findings: tuple[tuple[str, str], ...] = ()
     try:
         if _FAIL_DECIDE:
             raise RuntimeError("failpoint: decide")
         decision, payload = _decide(review, policy, cache)
         outcome = decision.outcome
-        if decision.verdict is not None:
-            findings = [(f.key, f.mode.value) for f in decision.verdict.findings]
+        findings = decision.counted
     except Exception as err:  # a bug of ours must still produce an answer kube-apiserver understands
         log.error("could not evaluate", extra=logs.fields(uid=review.uid, error=type(err).__name__))
         text = "apiserver-tls-guard could not evaluate this object; see the webhook's log"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -22,6 +23,12 @@ class Decision:
     response: Response
     verdict: Verdict | None
     outcome: str  # denied | warned | audited | clean | exempt | skipped | deleting
+
+    @functools.cached_property
+    def counted(self) -> tuple[tuple[str, str], ...]:
+        """(control, mode) of each finding, for metrics and the decision log; worked out once per decision, which
+        the verdict cache reuses."""
+        return tuple((f.key, f.mode.value) for f in self.verdict.findings) if self.verdict is not None else ()
 
 
 def _deleting(obj: Mapping[str, Any]) -> bool:
