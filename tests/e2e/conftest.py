@@ -58,6 +58,35 @@ def overlay_config(overlay: str, server: RunningServer, control_plane: ControlPl
     return dict(config)
 
 
+def require_built(binary: Path) -> None:
+    """Fail (under REQUIRE_E2E, as in CI) or skip, saying so, when `make kube` has not built this binary."""
+    if not binary.is_file():
+        message = f"{binary.name} is not built ({binary} missing): `make kube` builds it (needs go)"
+        if os.environ.get("REQUIRE_E2E"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def service_account_kubeconfig(control_plane: ControlPlane, path: Path, account: str, namespace: str) -> Path:
+    """A kubeconfig (0600) that authenticates as the ServiceAccount, with a token from `kubectl create token`."""
+    token = control_plane.kubectl(
+        "create", "token", account, "-n", namespace, "--duration=1h", check=True
+    ).stdout.strip()
+    assert control_plane.apiserver is not None
+    cluster = {"server": control_plane.apiserver.url, "certificate-authority": str(control_plane.directory / "ca.crt")}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": cluster}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "e2e", "user": "sa"}}],
+        "current-context": "sa",
+    }
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 

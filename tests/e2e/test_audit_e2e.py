@@ -22,7 +22,14 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, RunningServer, cli, start_server, stop_server
-from tests.e2e.conftest import BAD_FLAGS, GOOD_FLAGS, apiserver_pod, unregister, wait_for
+from tests.e2e.conftest import (
+    BAD_FLAGS,
+    GOOD_FLAGS,
+    apiserver_pod,
+    service_account_kubeconfig,
+    unregister,
+    wait_for,
+)
 from tests.e2e.controlplane import KUBE_BIN, ControlPlane
 
 NAMESPACE = "apiserver-tls-guard"
@@ -45,32 +52,6 @@ def render(overlay_dir: Path) -> str:
         )
     )
     return str(overlay_dir)
-
-
-def service_account_kubeconfig(control_plane: ControlPlane, path: Path) -> Path:
-    token = control_plane.kubectl(
-        "create", "token", "apiserver-tls-guard", "-n", NAMESPACE, "--duration=1h", check=True
-    ).stdout.strip()
-    assert control_plane.apiserver is not None
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "e2e",
-                "cluster": {
-                    "server": control_plane.apiserver.url,
-                    "certificate-authority": str(control_plane.directory / "ca.crt"),
-                },
-            }
-        ],
-        "users": [{"name": "sa", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "e2e", "user": "sa"}}],
-        "current-context": "sa",
-    }
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    return path
 
 
 def can_i(control_plane: ControlPlane, *what: str) -> bool:
@@ -96,7 +77,7 @@ def audited_cluster(control_plane: ControlPlane, tmp_path_factory: pytest.TempPa
     control_plane.kubectl("create", "namespace", HOSTED)
     for name, flags in (("kube-apiserver-bad", BAD_FLAGS), ("kube-apiserver-good", GOOD_FLAGS)):
         control_plane.kubectl("create", "-f", "-", stdin=json.dumps(apiserver_pod(name, flags, HOSTED)), check=True)
-    yield service_account_kubeconfig(control_plane, work / "sa.kubeconfig")
+    yield service_account_kubeconfig(control_plane, work / "sa.kubeconfig", "apiserver-tls-guard", NAMESPACE)
     control_plane.kubectl("delete", "namespace", HOSTED, "--wait=false")
 
 

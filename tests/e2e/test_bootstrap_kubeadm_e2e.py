@@ -19,7 +19,6 @@ ClusterConfiguration they reduce to.
 from __future__ import annotations
 
 import copy
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import pytest
 import yaml
 
 from tests.conftest import cli
+from tests.e2e.conftest import require_built
 from tests.e2e.controlplane import KUBE_BIN
 from webhook.bootstrap.generated import ConfigError, Generated
 from webhook.bootstrap.kubeadm import recognise
@@ -41,11 +41,7 @@ INIT = {"apiVersion": V1BETA4, "kind": "InitConfiguration", "localAPIEndpoint": 
 
 @pytest.fixture(scope="module", autouse=True)
 def kubeadm_built() -> None:
-    if not KUBEADM.is_file():
-        message = f"kubeadm is not built ({KUBEADM} missing): `make kube` builds it (needs go)"
-        if os.environ.get("REQUIRE_E2E"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_built(KUBEADM)
 
 
 def cluster(version: str = "v1.37.2", **fields: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.e2e.conftest import require_built
 from tests.e2e.controlplane import KUBE_BIN, ControlPlane
 
 HELM = KUBE_BIN / "helm"
@@ -30,11 +31,7 @@ HASHED = re.compile(r"-[a-z0-9]{10}$")
 
 @pytest.fixture(scope="module", autouse=True)
 def helm_built() -> None:
-    if not HELM.is_file():
-        message = f"helm is not built ({HELM} missing): `make kube` builds it (needs go)"
-        if os.environ.get("REQUIRE_E2E"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_built(HELM)
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:

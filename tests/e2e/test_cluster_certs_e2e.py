@@ -23,7 +23,14 @@ from cryptography import x509
 from kubernetes import client
 
 from tests.conftest import ROOT, RunningServer, _wait_ready, free_port, stop_server
-from tests.e2e.conftest import GOOD_FLAGS, WEBHOOK_CONFIG, apiserver_pod, unregister, wait_for
+from tests.e2e.conftest import (
+    GOOD_FLAGS,
+    WEBHOOK_CONFIG,
+    apiserver_pod,
+    service_account_kubeconfig,
+    unregister,
+    wait_for,
+)
 from tests.e2e.controlplane import ControlPlane
 from webhook.kube import api_client
 
@@ -74,32 +81,9 @@ def installed(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Path]:
     returns a kubeconfig that authenticates as the overlay's ServiceAccount."""
     control_plane.kubectl("apply", "-k", str(ROOT / "manifests" / "overlays" / "enforce"), check=True)
     control_plane.kubectl("delete", "secret", SECRET, "-n", NAMESPACE, "--ignore-not-found")
-    token = control_plane.kubectl(
-        "create", "token", "apiserver-tls-guard", "-n", NAMESPACE, "--duration=1h", check=True
-    ).stdout.strip()
-    assert control_plane.apiserver is not None
-    kubeconfig = tmp_path / "serviceaccount.kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "e2e",
-                        "cluster": {
-                            "server": control_plane.apiserver.url,
-                            "certificate-authority": str(control_plane.directory / "ca.crt"),
-                        },
-                    }
-                ],
-                "users": [{"name": "sa", "user": {"token": token}}],
-                "contexts": [{"name": "sa", "context": {"cluster": "e2e", "user": "sa"}}],
-                "current-context": "sa",
-            }
-        )
+    kubeconfig = service_account_kubeconfig(
+        control_plane, tmp_path / "serviceaccount.kubeconfig", "apiserver-tls-guard", NAMESPACE
     )
-    kubeconfig.chmod(0o600)
     yield kubeconfig
     unregister(control_plane)
 

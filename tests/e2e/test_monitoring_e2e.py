@@ -7,7 +7,6 @@ Operator's CRD, and the chart's copy equal to the manifest's.
 from __future__ import annotations
 
 import json
-import os
 import re
 import ssl
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, RunningServer, ServerFactory
+from tests.e2e.conftest import require_built
 from tests.e2e.controlplane import KUBE_BIN, ControlPlane
 
 PROMRULES = KUBE_BIN / "promrules"
@@ -30,11 +30,7 @@ OURS = re.compile(r"\bapiserver_tls_guard_[a-z_]+")
 
 @pytest.fixture(scope="module", autouse=True)
 def promrules_built() -> None:
-    if not PROMRULES.is_file():
-        message = f"promrules is not built ({PROMRULES} missing): `make kube` builds it (needs go)"
-        if os.environ.get("REQUIRE_E2E"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_built(PROMRULES)
 
 
 def check_rules(path: Path) -> subprocess.CompletedProcess[str]:

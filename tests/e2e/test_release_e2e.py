@@ -3,13 +3,11 @@ here (no registry, no Docker engine), so it is linted, and the linter is shown a
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import ROOT
+from tests.e2e.conftest import require_built
 from tests.e2e.controlplane import KUBE_BIN
 
 ACTIONLINT = KUBE_BIN / "actionlint"
@@ -17,11 +15,7 @@ WORKFLOW = ROOT / ".github/workflows/release.yaml"
 
 
 def lint(path: Path) -> subprocess.CompletedProcess[str]:
-    if not ACTIONLINT.is_file():
-        message = f"actionlint is not built ({ACTIONLINT} missing): `make kube` builds it (needs go)"
-        if os.environ.get("REQUIRE_E2E"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_built(ACTIONLINT)
     return subprocess.run([str(ACTIONLINT), str(path)], capture_output=True, text=True, timeout=60, check=False)
 
 
