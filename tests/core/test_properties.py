@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.admission.test_http import apiserver_pod
-from webhook.core.engine import evaluate
+from webhook.core.engine import evaluate, shorten
 from webhook.core.policy import Mode, Policy
 
 REQUIRED = ["--tls-cert-file=/c", "--tls-private-key-file=/k", "--client-ca-file=/ca"]
@@ -41,3 +41,14 @@ def test_flag_order_never_changes_the_verdict(present: list[str], noise: list[st
     assert ("client-ca-file" in verdict(shuffled)) == ("--client-ca-file=/ca" not in has)
     tls_ok = {"--tls-cert-file=/c", "--tls-private-key-file=/k"} <= has
     assert ("tls-cert-and-key" in verdict(shuffled)) == (not tls_ok)
+
+
+def _shorten_by_character(text: str, limit: int = 120) -> str:
+    """The plain definition: every character that is not printable becomes a space, runs of whitespace one space."""
+    flat = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+@given(st.text(max_size=300))
+def test_shorten_fast_path_equals_the_plain_definition(text: str) -> None:
+    assert shorten(text) == _shorten_by_character(text)

@@ -54,7 +54,9 @@ class Finding(NamedTuple):
 
 def shorten(text: str, limit: int = WARNING_LIMIT) -> str:
     """One printable line of at most `limit` characters: kube-apiserver drops warnings with control chars."""
-    flat = "".join(ch if ch.isprintable() else " " for ch in text)
+    # Character by character only when something is not printable: that loop cost 10 µs a warning, most of a
+    # decision's message-building time, and almost every warning is printable already.
+    flat = text if text.isprintable() else "".join(ch if ch.isprintable() else " " for ch in text)
     flat = " ".join(flat.split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
