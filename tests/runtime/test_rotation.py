@@ -11,9 +11,11 @@ is counted; the real apiserver does the same rotation under traffic in tests/e2e
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -83,15 +85,26 @@ class Loop(threading.Thread):
         raise AssertionError(f"server never served certificate {serial}")
 
 
+@contextlib.contextmanager
+def serving_under_traffic(certs: Path, workdir: Path, trust: Trust) -> Iterator[Loop]:
+    """`serve --external-certs` on `certs`, with the verifying client loop running against it until the end."""
+    server = start_server(certs, workdir, "--external-certs", "--reload-interval", "0.1", "--log-level", "warning")
+    loop = Loop(server.port, trust)
+    loop.start()
+    try:
+        yield loop
+    finally:
+        loop.stop.set()
+        loop.join(timeout=10)
+        stop_server(server)
+
+
 def test_serving_cert_and_ca_rotation_with_zero_failed_requests(tmp_path: Path) -> None:
     certs = tmp_path / "certs"
     old_ca = CA.create()
     first = install(certs, old_ca)
     trust = Trust(tmp_path / "bundle.crt", old_ca)
-    server = start_server(certs, tmp_path, "--external-certs", "--reload-interval", "0.1", "--log-level", "warning")
-    loop = Loop(server.port, trust)
-    loop.start()
-    try:
+    with serving_under_traffic(certs, tmp_path, trust) as loop:
         loop.wait_for_serial(first)
         # 1. the serving certificate is re-issued by the same CA
         time.sleep(0.5)
@@ -107,10 +120,6 @@ def test_serving_cert_and_ca_rotation_with_zero_failed_requests(tmp_path: Path) 
         # 3. and once more under the new CA
         loop.wait_for_serial(install(certs, new_ca))
         time.sleep(0.5)
-    finally:
-        loop.stop.set()
-        loop.join(timeout=10)
-        stop_server(server)
     print(
         f"\nrotation: {loop.sent} requests, 3 serving-certificate rotations (1 across a CA change), "
         f"{loop.failed} failed, {len(set(loop.serials))} distinct serving certificates seen"
@@ -180,14 +189,7 @@ def test_external_certs_follow_a_secret_volume_swap(tmp_path: Path) -> None:
     ca = CA.create()
     first = kubelet_secret_volume(certs, 1, ca)
     trust = Trust(tmp_path / "bundle.crt", ca)
-    server = start_server(certs, tmp_path, "--external-certs", "--reload-interval", "0.1", "--log-level", "warning")
-    loop = Loop(server.port, trust)
-    loop.start()
-    try:
+    with serving_under_traffic(certs, tmp_path, trust) as loop:
         loop.wait_for_serial(first)
         loop.wait_for_serial(kubelet_secret_volume(certs, 2, ca))
-    finally:
-        loop.stop.set()
-        loop.join(timeout=10)
-        stop_server(server)
     assert loop.failed == 0, loop.errors[:3]

@@ -50,15 +50,3 @@ def installer(name: str) -> Installer:
     if parent:
         entry = {**raw[parent], **entry}
     return Installer(name, str(entry["source"]), str(entry["known"]), entry)
-
-
-def minor_version(text: object) -> tuple[int, int] | None:
-    """(major, minor) of `v1.37.2`, `1.31`, `v1.30.0+k3s1`; None when the text is no version (`stable`, empty)."""
-    raw = str(text or "").strip().lstrip("v")
-    parts = raw.split(".")
-    if len(parts) < 2 or not parts[0].isdigit():
-        return None
-    minor = "".join(ch for ch in parts[1] if ch.isdigit())
-    if not minor or not parts[1].startswith(minor):
-        return None
-    return int(parts[0]), int(minor)

@@ -17,7 +17,7 @@ from pathlib import PurePath
 from typing import Any
 
 from webhook.bootstrap.generated import ConfigError, Generated, unread
-from webhook.bootstrap.installers import installer
+from webhook.bootstrap.installers import Installer, installer
 
 INSTALLERS = ("k3s", "rke2")
 ARG_KEYS = ("kube-apiserver-arg", "kube-apiserver-arg+")
@@ -48,9 +48,7 @@ def _items(doc: Mapping[str, Any]) -> list[str]:
     return items
 
 
-def _datastore(doc: Mapping[str, Any], name: str) -> list[tuple[str, str]]:
-    data = installer(name)
-    data_dir = str(doc.get("data-dir") or data.setting("data_dir")).rstrip("/")
+def _datastore(doc: Mapping[str, Any], data: Installer, data_dir: str) -> list[tuple[str, str]]:
     endpoint = str(doc.get("datastore-endpoint") or "")
     embedded = (
         data.data.get("etcd") == "embedded"
@@ -75,7 +73,7 @@ def from_config(doc: Mapping[str, Any], name: str) -> Generated | None:
     data = installer(name)
     data_dir = str(doc.get("data-dir") or data.setting("data_dir")).rstrip("/")
     args = {flag: value.format(dataDir=data_dir) for flag, value in data.defaults()}
-    args.update(_datastore(doc, name))
+    args.update(_datastore(doc, data, data_dir))
     unreadable: list[str] = []
     for item in _items(doc):
         text = item[2:] if item.startswith("--") else item

@@ -21,7 +21,8 @@ from typing import Any
 import yaml
 
 from webhook.bootstrap.generated import ConfigError, Generated, unread
-from webhook.bootstrap.installers import installer, minor_version
+from webhook.bootstrap.installers import installer
+from webhook.cmdline.images import image_tag, image_version
 from webhook.core import yaml_text
 
 KUBEADM_GROUP = "kubeadm.k8s.io"
@@ -187,15 +188,17 @@ def _generated(
     api_server = _mapping(cluster.get("apiServer"))
     extra = read_extra_args(api_server.get("extraArgs"), style, f"{where}.apiServer.extraArgs")
     command = [*apiserver_command(cluster, extra, endpoint), *unread_items]
+    image = _image(cluster, version)
     return Generated(
         installer="kubeadm",
         kind=kind,
         namespace=str(meta.get("namespace") or ""),
         name=str(meta.get("name") or ""),
         command=tuple(command),
-        image=_image(cluster, version),
+        image=image,
         section=f"{where}.apiServer.extraArgs",
-        assumption=installer("kubeadm").assumption(minor_version(version)),
+        # the version as the engine reads it, from the image tag
+        assumption=installer("kubeadm").assumption(image_version(image)),
     )
 
 
@@ -279,9 +282,7 @@ def from_kind_cluster(doc: Mapping[str, Any]) -> Generated:
         + [p for n in control_planes for p in n.get("kubeadmConfigPatchesJSON6902") or []]
         if isinstance(p, Mapping) and p.get("kind") in (None, "ClusterConfiguration")
     ]
-    image = str(control_planes[0].get("image") or "") if control_planes else ""
-    named = image.split("@", 1)[0].rsplit("/", 1)[-1]  # kindest/node:v1.37.2@sha256:...
-    tag = named.partition(":")[2]
+    tag = image_tag(str(control_planes[0].get("image") or "")) if control_planes else ""
     # A patch's own apiVersion says how its extraArgs are written; kind's default config is v1beta3 before 1.31.
     api_version = str(cluster.get("apiVersion") or "kubeadm.k8s.io/v1beta3")
     style = _style(api_version) if api_version.startswith(KUBEADM_GROUP) else "map"

@@ -16,12 +16,16 @@ def image_name(image: str) -> str:
 _VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.\d+)?")
 
 
-def image_version(image: str) -> tuple[int, int] | None:
-    """(major, minor) from an image tag like `kube-apiserver:v1.28.3` or `hyperkube:v1.5.1_coreos.0`."""
+def image_tag(image: str) -> str:
+    """The tag of an image reference, without the digest: `kindest/node:v1.37.2@sha256:…` -> `v1.37.2`."""
     ref = image.split("@", 1)[0]
     last = ref.rsplit("/", 1)[-1]
-    _, _, tag = last.partition(":")
-    match = _VERSION.match(tag)
+    return last.partition(":")[2]
+
+
+def image_version(image: str) -> tuple[int, int] | None:
+    """(major, minor) from an image tag like `kube-apiserver:v1.28.3` or `hyperkube:v1.5.1_coreos.0`."""
+    match = _VERSION.match(image_tag(image))
     if not match:
         return None
     return int(match.group(1)), int(match.group(2))

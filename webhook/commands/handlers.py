@@ -117,10 +117,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     return _print_report(judged, errors, policy, args.format)
 
 
-def _print_report(judged: list[Judged], errors: list[str], policy: Policy, fmt: str) -> int:
+def _print_report(
+    judged: list[Judged], errors: list[str], policy: Policy, fmt: str, report_api: str = "wgpolicyk8s.io/v1alpha2"
+) -> int:
     from webhook.offline import report
 
-    if fmt == "json":
+    if fmt == "policyreport":
+        import time
+
+        import yaml
+
+        from webhook.offline.policyreport import reports
+
+        print(yaml.safe_dump_all(reports(judged, policy, report_api, time.time()), sort_keys=False), end="")
+    elif fmt == "json":
         print(report.as_json(judged))
     elif fmt == "sarif":
         print(report.as_sarif(judged, policy.catalog, policy.benchmark_for(None)))
@@ -153,26 +163,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         judged, errors = scan(api, policy, args.namespace, progress)
     if tty:
         print(file=sys.stderr)
-    if args.format == "policyreport":
-        return _print_policy_reports(judged, errors, policy, args.report_api)
-    return _print_report(judged, errors, policy, args.format)
-
-
-def _print_policy_reports(judged: list[Judged], errors: list[str], policy: Policy, api_version: str) -> int:
-    import time
-
-    import yaml
-
-    from webhook.offline import report
-    from webhook.offline.policyreport import reports
-
-    made = reports(judged, policy, api_version, time.time())
-    print(yaml.safe_dump_all(made, sort_keys=False), end="")
-    for error in errors:
-        print(f"apiserver-tls-guard: {error}", file=sys.stderr)
-    if errors:
-        return EXIT_USAGE
-    return EXIT_FINDINGS if report.should_fail(judged) else EXIT_OK
+    return _print_report(judged, errors, policy, args.format, args.report_api)
 
 
 def cmd_vap(args: argparse.Namespace) -> int:

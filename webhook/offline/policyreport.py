@@ -15,7 +15,7 @@ from typing import Any
 
 from webhook.core.engine import Finding
 from webhook.core.operators import passes_when
-from webhook.core.policy import Mode, Policy
+from webhook.core.policy import Policy
 from webhook.offline.report import Judged
 
 REPORT_APIS: Mapping[str, tuple[str, str]] = {
@@ -23,7 +23,6 @@ REPORT_APIS: Mapping[str, tuple[str, str]] = {
     "wgpolicyk8s.io/v1alpha2": ("PolicyReport", "policyreports"),
     "openreports.io/v1alpha1": ("Report", "reports"),
 }
-DEFAULT_API = "wgpolicyk8s.io/v1alpha2"
 REPORT_NAME = "apiserver-tls-guard"
 SOURCE = "apiserver-tls-guard"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "apiserver-tls-guard"}
@@ -74,9 +73,7 @@ def reports(judged: Sequence[Judged], policy: Policy, api_version: str, now: flo
         if not verdict.runs_apiserver or resource is None:
             continue
         results = by_namespace.setdefault(verdict.subject.namespace, [])
-        for control, mode in policy.active_controls:
-            if mode is Mode.OFF:
-                continue
+        for control, _ in policy.active_controls:  # controls set to off are not there
             mine = [f for f in verdict.findings if f.key == control.key]
             results.append(_result(resource, policy, control.key, mine, seconds, verdict.exempt or ""))
     out = []
