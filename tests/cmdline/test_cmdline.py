@@ -262,9 +262,16 @@ def test_apiserver_as_second_container_with_unrelated_name() -> None:
     assert [c.name for c in apiserver_containers(spec)] == ["main"]
 
 
-def test_init_containers_are_not_judged() -> None:
-    spec = {"initContainers": [{"name": "i", "command": ["kube-apiserver"]}], "containers": []}
-    assert apiserver_containers(spec) == []
+def test_plain_init_containers_and_ephemeral_containers_are_judged() -> None:
+    """Issue 19.1 (this test said the opposite before): a plain init container running kube-apiserver never
+    exits, so the kubelet never starts the next one and it serves for the pod's life (kubelet
+    kuberuntime_container.go computeInitContainerActions); ephemeral containers run beside the others."""
+    spec = {
+        "initContainers": [{"name": "i", "command": ["kube-apiserver", "--v=1"]}],
+        "containers": [{"name": "c", "command": ["sleep", "1"]}],
+        "ephemeralContainers": [{"name": "e", "command": ["kube-apiserver", "--v=2"]}],
+    }
+    assert [(c.name, c.args) for c in apiserver_containers(spec)] == [("i", ("--v=1",)), ("e", ("--v=2",))]
 
 
 def test_image_entrypoint_when_command_is_empty() -> None:

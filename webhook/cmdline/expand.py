@@ -3,6 +3,7 @@ third_party/forked/golang/expansion)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,12 +22,27 @@ def visible(text: str) -> str:
     return text.replace(UNKNOWN, "")
 
 
-def expand(text: str, env: Mapping[str, str | None]) -> str:
-    """Expand `$(NAME)` as the kubelet does: `$$` is a literal `$`; unknown names stay as written.
+# The kubelet's service variables (kubelet_pods.go getServiceEnvVarMap, envvars.FromServices): upper case,
+# digits and underscores (KUBERNETES_SERVICE_HOST, MY_SVC_PORT_443_TCP).
+_SERVICE_VARIABLE = re.compile(r"[A-Z0-9_]+")
 
-    A variable whose value comes from `valueFrom` (fieldRef, secretKeyRef, ...) or `envFrom`, or that is not
-    defined at all (an `envFrom` ConfigMap may define it), is unknown before the pod runs: its reference is kept,
-    bracketed by UNKNOWN, so the flag reader can tell that it cannot see what the item holds.
+
+def _may_be_defined(name: str, env_from: bool) -> bool:
+    """Whether a name the pod's `env` does not give may still be in the kubelet's mapping: a service variable,
+    or through `envFrom` any valid name (printable ASCII without `=`, the relaxed IsEnvVarName)."""
+    if env_from:
+        return name.isascii() and name.isprintable() and "=" not in name and name != ""
+    return _SERVICE_VARIABLE.fullmatch(name) is not None
+
+
+def expand(text: str, env: Mapping[str, str | None], env_from: bool = True) -> str:
+    """Expand `$(NAME)` as the kubelet does: `$$` is a literal `$`; names not in its mapping stay as written.
+
+    A variable whose value comes from `valueFrom` (fieldRef, secretKeyRef, ...), or that the pod's env does not
+    define but `envFrom` or the kubelet's service variables may, is unknown before the pod runs: its reference is
+    kept, bracketed by UNKNOWN, so the flag reader can tell that it cannot see what the item holds. A reference
+    no mapping can hold (`$(ss -Htan '( sport = 6443 )')` in a script) stays as written, as the kubelet leaves
+    it, for the shell to read.
     """
     if "$" not in text:
         return text
@@ -50,7 +66,12 @@ def expand(text: str, env: Mapping[str, str | None]) -> str:
                 break
             name = text[i + 2 : end]
             value = env.get(name)
-            out.append(value if value is not None else unknown(text[i : end + 1]))
+            if value is not None:
+                out.append(value)
+            elif name in env or _may_be_defined(name, env_from):
+                out.append(unknown(text[i : end + 1]))
+            else:
+                out.append(text[i : end + 1])
             i = end + 1
         else:
             out.append(ch)
@@ -62,14 +83,21 @@ def container_env(container: Mapping[str, Any]) -> dict[str, str | None]:
     """The container's env as the kubelet resolves it for expansion, in order; later entries win."""
     env: dict[str, str | None] = {}
     env_list = container.get("env")
+    env_from = has_env_from(container)
     for item in env_list if isinstance(env_list, list) else []:
         if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
             continue
         value = item.get("value")
         if isinstance(value, str):
-            env[item["name"]] = expand(value, env)
+            env[item["name"]] = expand(value, env, env_from)
         elif "valueFrom" in item:
             env[item["name"]] = None
         else:
             env[item["name"]] = ""
     return env
+
+
+def has_env_from(container: Mapping[str, Any]) -> bool:
+    """Whether `envFrom` may define names the reader cannot see (anything but an empty list counts)."""
+    env_from = container.get("envFrom")
+    return env_from is not None and env_from != []

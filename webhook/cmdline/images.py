@@ -13,6 +13,23 @@ def image_name(image: str) -> str:
     return last.split(":", 1)[0]
 
 
+# The release images were once published per architecture (`kube-apiserver-amd64:v1.8.1`, `hyperkube-arm64`):
+# kubernetes build/lib/release.sh, the architectures of KUBE_SUPPORTED_SERVER_PLATFORMS.
+_ARCH_SUFFIX = re.compile(r"-(?:amd64|arm64|arm|ppc64le|s390x)$")
+APISERVER_IMAGES = frozenset({"kube-apiserver", "hyperkube"})
+
+
+def image_program(image: str) -> str:
+    """The program an image is named after, without an architecture suffix: `kube-apiserver-arm64` ->
+    `kube-apiserver`."""
+    return _ARCH_SUFFIX.sub("", image_name(image))
+
+
+def is_apiserver_image(image: str) -> bool:
+    """A kube-apiserver or hyperkube image: whatever it is told to run, it holds the kube-apiserver binary."""
+    return image_program(image) in APISERVER_IMAGES
+
+
 _VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.\d+)?")
 
 

@@ -1,30 +1,34 @@
 """Find the kube-apiserver in a pod spec and its effective flags.
 
 Three steps, each following the program that really does the work:
-1. the kubelet joins `command` + `args` and expands `$(VAR)` from the container's `env`;
-2. wrappers (`go-runner`, `flock`, `watch-termination ... --`, `sh -c`, `hyperkube apiserver`) are peeled off
-   until the kube-apiserver binary and its own arguments are left;
-3. those arguments are parsed with spf13/pflag's rules: `--flag=value`, `--flag value` for flags that take a
-   value, bare booleans, single dash, last occurrence wins, list flags add up, `--` ends the flags.
+1. the kubelet joins `command` + `args` and expands `$(VAR)` from the container's `env` (expand.py);
+2. wrappers (`go-runner`, `flock`, `env`, `watch-termination ... --`, `sh -c`, `hyperkube apiserver`) are peeled
+   off until the kube-apiserver binary and its own arguments are left; a script is read as the shell would
+   run it (script.py);
+3. those arguments are parsed with spf13/pflag's rules (flags.py).
+
+Every argv position is looked at once (wrappers are peeled left to right, never retried), and the whole reading
+of one object runs under a Budget: past it, or past a bound, the container is judged as "could not read".
 """
 
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.cmdline import shell
-from webhook.cmdline.expand import container_env, expand, unknown, visible
+from webhook.cmdline import script
+from webhook.cmdline.budget import MAX_ARGV_ITEMS, MAX_RUNS, Budget, Unreadable
+from webhook.cmdline.expand import UNKNOWN, container_env, expand, has_env_from, unknown, visible
 from webhook.cmdline.flags import Flags, parse_flags
-from webhook.cmdline.images import image_name
+from webhook.cmdline.images import image_program, is_apiserver_image
+from webhook.cmdline.script import UNKNOWN_VALUE, Env, Value
 
 APISERVER_BINARIES = frozenset({"kube-apiserver"})
 HYPERKUBE_BINARIES = frozenset({"hyperkube"})
 HYPERKUBE_SUBCOMMANDS = frozenset({"apiserver", "kube-apiserver"})
-SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh", "ksh", "busybox"})
+SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh", "ksh", "mksh", "yash"})
 # Programs that run another program named after their own options (`go-runner --log-file=x kube-apiserver`).
 WRAPPERS = frozenset(
     {
@@ -34,7 +38,6 @@ WRAPPERS = frozenset(
         "timeout",
         "nice",
         "ionice",
-        "env",
         "tini",
         "dumb-init",
         "setpriv",
@@ -52,18 +55,44 @@ WRAPPERS = frozenset(
         "unshare",
         "capsh",
         "tini-static",
+        "xargs",
+        "runuser",
+        "sudo",
+        "doas",
+        "s6-setuidgid",
+        "chpst",
+        "prlimit",
+        "numactl",
+        "cgexec",
+        "ip",
     }
 )
+# Programs that never run a program named in their arguments: in a kube-apiserver image, a script made only of
+# these (`echo 'image pre-pulled'; exit 0`) does not run kube-apiserver. Any other program there (`/start.sh`)
+# may, and cannot be looked into.
+PLAIN_PROGRAMS = frozenset(
+    {
+        ":", "[", "[[", "awk", "base64", "basename", "cat", "cd", "chgrp", "chmod", "chown", "cp", "curl", "cut",
+        "date", "df", "dirname", "du", "echo", "egrep", "exit", "expr", "false", "getent", "grep", "gunzip", "gzip",
+        "head", "hostname", "id", "install", "jq", "kill", "ln", "ls", "md5sum", "mkdir", "mkfifo", "mount", "mv",
+        "nc", "nslookup", "openssl", "pgrep", "pkill", "printf", "ps", "pwd", "readlink", "realpath", "return",
+        "rm", "rmdir", "sed", "seq", "sha256sum", "sleep", "sort", "ss", "stat", "sync", "tail", "tar", "tee",
+        "test", "touch", "tr", "true", "ulimit", "umask", "umount", "uname", "uniq", "update-ca-certificates",
+        "wait", "wc", "wget", "whoami", "yq",
+    }
+)  # fmt: skip
+_PROGRAMS = APISERVER_BINARIES | HYPERKUBE_BINARIES | SHELLS | WRAPPERS | {"env", "busybox"}
 
 
 def _basename(token: str) -> str:
     return posixpath.basename(token.rstrip("/"))
 
 
-def _shell_script(argv: Sequence[str]) -> tuple[str, list[str]] | None:
-    """The script of `sh [-opts] -c SCRIPT [$0 $1 ...]` / `bash -ec SCRIPT`, and the words after it (the
-    script's `$0`, `$1`, ...), or None when not `-c` form."""
-    i = 1
+def _shell_script(argv: Sequence[str], pos: int) -> tuple[str, str, list[str]] | None:
+    """For `sh [-opts] -c SCRIPT [$0 $1 ...]` / `bash -ec SCRIPT` at argv[pos]: the script, its `$0` and its
+    positional parameters (POSIX XCU sh: `sh -c command_string [command_name [argument...]]`); None when the
+    shell reads its script from a file or standard input."""
+    i = pos + 1
     saw_c = False
     while i < len(argv):
         token = argv[i]
@@ -80,76 +109,191 @@ def _shell_script(argv: Sequence[str]) -> tuple[str, list[str]] | None:
         if token.startswith("--"):
             i += 1  # bash's long options (--norc, --login) take no argument
             continue
-        return (token, list(argv[i + 1 :])) if saw_c else None
+        if not saw_c:
+            return None
+        zero = argv[i + 1] if i + 1 < len(argv) else argv[pos]
+        return token, zero, list(argv[i + 2 :])
     return None
 
 
-# A word the shell expands at run time: `$VAR`, `${VAR}`, `$(cmd)`, backticks (quotes are gone by now).
-_SHELL_EXPANSION = re.compile(r"\$[A-Za-z_{(]|`")
-_POSITIONAL = re.compile(r"\$(?:\{(\d+)\}|(\d))")
-
-
-def _shell_words(words: Sequence[str], params: Sequence[str]) -> list[str]:
-    """A simple command's words as the shell would pass them, as far as they can be known: `"$@"` and `$*` are
-    the words after the script, `$1` the first of them; any other expansion's content is unknown (POSIX sh 2.6)."""
-    out: list[str] = []
-    for word in words:
-        if word in ("$@", "${@}", "$*", "${*}"):
-            out.extend(params[1:])
-            continue
-        word = _POSITIONAL.sub(lambda m: params[int(m[1] or m[2])] if int(m[1] or m[2]) < len(params) else "", word)
-        match = _SHELL_EXPANSION.search(word)
-        if match is None:
-            out.append(word)
-        elif "=" in word[: match.start()]:
-            head, _, tail = word.partition("=")
-            out.append(f"{head}={unknown(tail)}")  # --flag=$VALUE: the value is unknown
+def _split_string(text: str) -> list[str] | None:
+    """GNU env's `-S STRING` split, for strings without escapes or `${VAR}` (coreutils env.c
+    build_argv/splitbuf: quotes group, whitespace separates); None for any other string."""
+    if any(ch in text for ch in "\\$#"):
+        return None
+    words: list[str] = []
+    current: list[str] = []
+    started = False
+    quote = ""
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = ""
+            else:
+                current.append(ch)
+        elif ch in "'\"":
+            quote, started = ch, True
+        elif ch in " \t\n\r\f\v":
+            if started:
+                words.append("".join(current))
+            current, started = [], False
         else:
-            out.append(unknown(word))  # $EXTRA: any words at all
-    return out
+            current.append(ch)
+            started = True
+    if quote:
+        return None
+    if started:
+        words.append("".join(current))
+    return words
 
 
-_PROGRAMS = APISERVER_BINARIES | HYPERKUBE_BINARIES | SHELLS | WRAPPERS
+class _Reader:
+    """Follows one container's argv to every kube-apiserver it runs; `notes` names what could not be followed."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        self.runs: list[list[str]] = []
+        self.notes: list[str] = []
+
+    def found(self, args: Sequence[str]) -> None:
+        if len(self.runs) >= MAX_RUNS:
+            raise Unreadable(f"more than {MAX_RUNS} kube-apiserver runs in one container")
+        self.runs.append(list(args))
+
+    def program(self, argv: list[str], env: Env, depth: int) -> None:
+        """Follow `argv` from its program. A wrapper's own options are skipped, and its words are tried in
+        turn as the program it runs: each position once, left to right (a wrapper after a wrapper only
+        continues the same scan)."""
+        n = len(argv)
+        if n > MAX_ARGV_ITEMS:
+            raise Unreadable(f"more than {MAX_ARGV_ITEMS} words in one command")
+        pos = 0
+        wrapped = False
+        unknown_candidate: str | None = None
+        while pos < n:
+            self.budget.spend()
+            word = argv[pos]
+            if wrapped and word.startswith("-"):
+                pos += 1
+                continue
+            if UNKNOWN in word:
+                if not wrapped:
+                    self.notes.append(visible(word))
+                    return
+                unknown_candidate = word
+                pos += 1
+                continue
+            program = _basename(word)
+            if program in APISERVER_BINARIES:
+                self.found(argv[pos + 1 :])
+                return
+            if program in HYPERKUBE_BINARIES:
+                sub = argv[pos + 1] if pos + 1 < n else ""
+                if sub in HYPERKUBE_SUBCOMMANDS:
+                    self.found(argv[pos + 2 :])
+                    return
+                if UNKNOWN in sub:
+                    self.notes.append(f"{word} {visible(sub)}")
+                    return
+                if not wrapped:
+                    return
+            elif program in SHELLS:
+                if self.shell(argv, pos, env, depth) or not wrapped:
+                    return
+            elif program == "busybox":
+                pos += 1  # the applet named next is the program
+                continue
+            elif program == "env":
+                argv, pos, env = self.env(argv, pos, env)
+                n = len(argv)
+                wrapped = False
+                continue
+            elif program in WRAPPERS:
+                wrapped = True
+            elif not wrapped:
+                if program not in PLAIN_PROGRAMS:
+                    self.notes.append(word)
+                return
+            elif program not in PLAIN_PROGRAMS:
+                unknown_candidate = word
+            pos += 1
+        if unknown_candidate is not None:
+            self.notes.append(visible(unknown_candidate))
+
+    def shell(self, argv: list[str], pos: int, env: Env, depth: int) -> bool:
+        """Read `sh -c SCRIPT` as the shell would run it; True when it runs kube-apiserver."""
+        parsed = _shell_script(argv, pos)
+        if parsed is None:
+            operands = [w for w in argv[pos + 1 :] if not w.startswith("-")]
+            self.notes.append(visible(operands[0]) if operands else f"{argv[pos]} reading standard input")
+            return False
+        text, zero, params = parsed
+        before = len(self.runs)
+        script.run(text, zero, params, env, self.program, self.budget, depth + 1)
+        return len(self.runs) > before
+
+    def env(self, argv: list[str], pos: int, env: Env) -> tuple[list[str], int, Env]:
+        """GNU coreutils env (env.c): options, NAME=VALUE operands, then the program; `-S` splits its string
+        into more arguments, parsed as if given on the command line."""
+        values: dict[str, Value] = dict(env.values)
+        rest_unknown = env.rest_unknown
+        i = pos + 1
+        while i < len(argv):
+            self.budget.spend()
+            word = argv[i]
+            if word == "--":
+                i += 1
+                break
+            if word in ("-", "-i", "--ignore-environment"):
+                values, rest_unknown = {}, False
+            elif word.startswith(("-S", "--split-string")):
+                text = word[2:] if word.startswith("-S") else word.partition("=")[2]
+                if not text and "=" not in word and i + 1 < len(argv):
+                    i += 1
+                    text = argv[i]
+                split = _split_string(text) if UNKNOWN not in text else None
+                if split is None:
+                    self.notes.append(f"env -S {visible(text)!r}")
+                    return argv, len(argv), env
+                self.budget.spend(len(argv))
+                argv = [*argv[: i + 1], *split, *argv[i + 1 :]]
+            elif word in ("-u", "-C"):
+                if word == "-u" and i + 1 < len(argv):
+                    values[argv[i + 1]] = None
+                i += 1
+            elif word.startswith("-u") or word.startswith("--unset="):
+                values[word[2:] if word.startswith("-u") else word.partition("=")[2]] = None
+            elif word.startswith("-") and len(word) > 1:
+                if not word.startswith("--") and "i" in word:
+                    values, rest_unknown = {}, False
+            elif "=" in word[1:]:
+                name, _, value = word.partition("=")
+                values[name] = UNKNOWN_VALUE if UNKNOWN in value else value
+            else:
+                break
+            i += 1
+        return argv, i, Env(values, rest_unknown)
 
 
-def all_apiserver_args(argv: Sequence[str], depth: int = 0) -> list[list[str]]:
+def all_apiserver_args(argv: Sequence[str], budget: Budget | None = None) -> list[list[str]]:
     """kube-apiserver's own arguments for every way `argv` can run it, directly or through wrappers.
 
     The program is argv[0]. Only known wrappers (which exec the program named after their own options) are
     looked through, so `echo kube-apiserver` or a sidecar's `--bin=/usr/bin/kube-apiserver` never count. A script
     can run it more than once (`a || b`, `if ...; then ...; else ...; fi`, `case`, a function): each is returned,
-    and each is judged, so the worst one decides.
+    and each is judged, so the worst one decides. Past the budget, the one run returned is unreadable.
     """
-    if depth > 6 or not argv:
-        return []
-    program = _basename(argv[0])
-    if program in APISERVER_BINARIES:
-        return [list(argv[1:])]
-    if program in HYPERKUBE_BINARIES:
-        return [list(argv[2:])] if len(argv) > 1 and argv[1] in HYPERKUBE_SUBCOMMANDS else []
-    if program in SHELLS:
-        rest = argv[1:] if program == "busybox" and len(argv) > 1 and argv[1] in SHELLS else argv
-        parsed = _shell_script(rest)
-        if parsed is None:
-            return []
-        script, params = parsed
-        found: list[list[str]] = []
-        for command in shell.simple_commands(script):
-            found.extend(all_apiserver_args(_shell_words(command, params), depth + 1))
-        return found
-    if program in WRAPPERS:
-        for i in range(1, len(argv)):
-            if argv[i].startswith("-"):
-                continue
-            inner = all_apiserver_args(argv[i:], depth + 1)
-            if inner:
-                return inner
-    return []
+    reader = _Reader(budget or Budget())
+    try:
+        reader.program(list(argv), Env(), 0)
+    except Unreadable as error:
+        return [[unknown(f"the command line, which this reader stopped reading ({error.reason}),")]]
+    return reader.runs
 
 
-def find_apiserver_args(argv: Sequence[str], depth: int = 0) -> list[str] | None:
+def find_apiserver_args(argv: Sequence[str]) -> list[str] | None:
     """The first of `all_apiserver_args`, or None when `argv` never runs kube-apiserver."""
-    found = all_apiserver_args(argv, depth)
+    found = all_apiserver_args(argv)
     return found[0] if found else None
 
 
@@ -176,35 +320,58 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def apiservers_of(container: Mapping[str, Any]) -> list[ApiserverContainer]:
-    """The kube-apiserver runs of one container: usually one; a script may hold several."""
+def _unreadable(name: str, image: str, why: str) -> ApiserverContainer:
+    return ApiserverContainer(name, image, (), Flags(opaque=[(0, why)]))
+
+
+def apiservers_of(container: Mapping[str, Any], budget: Budget | None = None) -> list[ApiserverContainer]:
+    """The kube-apiserver runs of one container: usually one; a script may hold several. A kube-apiserver or
+    hyperkube image whose program cannot be followed is one unreadable run: judged, never passed."""
     command = _strings(container.get("command"))
     args = _strings(container.get("args"))
     if command is None or args is None:
         return []
     env = container_env(container)
+    env_from = has_env_from(container)
     image = container.get("image") if isinstance(container.get("image"), str) else ""
     name = container.get("name") if isinstance(container.get("name"), str) else ""
     assert isinstance(image, str) and isinstance(name, str)
-    if command and _basename(expand(command[0], env)) not in _PROGRAMS:
-        if image_name(image) in APISERVER_BINARIES | HYPERKUBE_BINARIES:
-            # A kube-apiserver image running a program we cannot look into (`/start.sh`): judged, never passed.
-            program = visible(expand(command[0], env))
-            unreadable = Flags(opaque=[(0, f"{program}, a program this reader cannot look into,")])
-            return [ApiserverContainer(name, image, (), unreadable)]
+    apiserver_image = is_apiserver_image(image)
+    if command and not apiserver_image and _basename(expand(command[0], env, env_from)) not in _PROGRAMS:
         return []  # most containers of a pod: decided by their program alone, before expanding the rest
-    command = [expand(item, env) for item in command]
-    args = [expand(item, env) for item in args]
-    runs = all_apiserver_args(command + args)
+    if len(command) + len(args) > MAX_ARGV_ITEMS:
+        return [
+            _unreadable(
+                name, image, f"a command line of more than {MAX_ARGV_ITEMS} items, which this reader does not read,"
+            )
+        ]
+    reader = _Reader(budget or Budget())
     via_entrypoint = False
-    if not runs and not command:
-        # No command: the image's ENTRYPOINT runs. The kube-apiserver image's entrypoint is the binary;
-        # hyperkube's takes the subcommand as args[0].
-        base = image_name(image)
-        if base in APISERVER_BINARIES:
-            runs, via_entrypoint = [args], True
-        elif base in HYPERKUBE_BINARIES and args and args[0] in HYPERKUBE_SUBCOMMANDS:
-            runs, via_entrypoint = [args[1:]], True
+    try:
+        argv = [expand(item, env, env_from) for item in command + args]
+        # The shell sees the pod's env with values known, valueFrom unknown; any other name may come from the
+        # image's ENV, envFrom or the kubelet's service variables, so it is unknown, not unset.
+        shell_env = Env({k: UNKNOWN_VALUE if v is None or UNKNOWN in v else v for k, v in env.items()})
+        if argv:
+            reader.program(argv, shell_env, 0)
+        if not reader.runs and not command:
+            # No command: the image's ENTRYPOINT runs with args. The kube-apiserver image's entrypoint is the
+            # binary; hyperkube's takes the subcommand as args[0].
+            base = image_program(image)
+            if apiserver_image:
+                reader.notes = [f"{visible(argv[0])} (the subcommand of the hyperkube image)"] if argv else []
+            if base in APISERVER_BINARIES:
+                reader.runs, via_entrypoint = [argv], True
+            elif base in HYPERKUBE_BINARIES and argv and argv[0] in HYPERKUBE_SUBCOMMANDS:
+                reader.runs, via_entrypoint = [argv[1:]], True
+            elif not argv or UNKNOWN not in argv[0]:
+                reader.notes = []  # hyperkube told to run another component
+    except Unreadable as error:
+        return [_unreadable(name, image, f"the command line, which this reader stopped reading ({error.reason}),")]
+    if not reader.runs:
+        if apiserver_image and reader.notes:
+            return [_unreadable(name, image, f"{reader.notes[-1]}, a program this reader cannot look into,")]
+        return []
     return [
         ApiserverContainer(
             name if i == 0 else f"{name} (kube-apiserver run {i + 1} in its script)",
@@ -213,21 +380,20 @@ def apiservers_of(container: Mapping[str, Any]) -> list[ApiserverContainer]:
             parse_flags(found),
             via_entrypoint,
         )
-        for i, found in enumerate(runs)
+        for i, found in enumerate(reader.runs)
     ]
 
 
-def apiserver_containers(pod_spec: Mapping[str, Any]) -> list[ApiserverContainer]:
-    """Every container of the pod that runs kube-apiserver for the pod's lifetime: the app containers and the
-    native sidecars (init containers with `restartPolicy: Always`, Kubernetes 1.28+). Plain init containers run
-    to completion before the pod starts and never serve."""
+def apiserver_containers(pod_spec: Mapping[str, Any], budget: Budget | None = None) -> list[ApiserverContainer]:
+    """Every container of the pod that runs kube-apiserver: the app containers, every init container, and the
+    ephemeral containers. A native sidecar (`restartPolicy: Always`) serves for the pod's life; so does a plain
+    init container whose kube-apiserver never exits: the kubelet waits for it before starting the next one
+    (kuberuntime_container.go computeInitContainerActions), and it serves all that time. Ephemeral containers
+    (`kubectl debug`) run beside the others until they exit."""
     found = []
-    sidecars = [
-        c
-        for c in _list(pod_spec.get("initContainers"))
-        if isinstance(c, Mapping) and c.get("restartPolicy") == "Always"
-    ]
-    for container in [*sidecars, *_list(pod_spec.get("containers"))]:
-        if isinstance(container, Mapping):
-            found.extend(apiservers_of(container))
+    budget = budget or Budget()
+    for key in ("initContainers", "containers", "ephemeralContainers"):
+        for container in _list(pod_spec.get(key)):
+            if isinstance(container, Mapping):
+                found.extend(apiservers_of(container, budget))
     return found

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from webhook.cmdline.budget import Budget
 from webhook.cmdline.flags import Flags
 from webhook.cmdline.images import image_version
 from webhook.cmdline.locate import ApiserverContainer, apiserver_containers
@@ -138,7 +139,8 @@ def evaluate(obj: Mapping[str, Any], policy: Policy, namespace: str = "", name: 
     """Judge one object. Objects that hold no pod spec, or no kube-apiserver, get an empty verdict."""
     subject = subject_of(obj, namespace, name)
     spec = pod_spec(obj)
-    apiservers = apiserver_containers(spec) if spec is not None else []
+    # One budget for the whole object: what the submitter writes must not decide how long the guard works.
+    apiservers = apiserver_containers(spec, Budget()) if spec is not None else []
     containers = tuple(a.name for a in apiservers)
     if not apiservers:
         return Verdict(subject, containers, ())
