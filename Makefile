@@ -12,7 +12,7 @@ PORT   ?= 8443
 MODE   ?= enforce
 PY_SRC := webhook tests release $(wildcard benchmarks)
 
-.PHONY: run test lint unit e2e kube cluster install clean bench fuzz soak image mutation pin
+.PHONY: run test lint unit e2e kube cluster install clean bench fuzz soak image mutation pin flag-types
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -113,6 +113,11 @@ cluster: $(STAMP) kube
 	KUBE_BIN=$(abspath $(KUBE_BIN)) $(BIN)/python -m tests.e2e.cluster
 
 test: lint unit e2e
+
+# kube-apiserver's boolean and list flags, read from the built binary's --help into a committed file
+# (tests/e2e/test_flag_types_e2e.py fails when they drift apart).
+flag-types: $(STAMP) $(KUBE_BIN)/kube-apiserver
+	$(BIN)/python -m webhook.cmdline.pflag_help $(KUBE_BIN)/kube-apiserver
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all

@@ -19,7 +19,7 @@ _CHECK_EVERY = 512
 # Static bounds, far above anything real (a kubeadm kube-apiserver has ~40 items and no script; the longest
 # script in the shared corpus is ~4 KB).
 MAX_ARGV_ITEMS = 4096
-MAX_SCRIPT_BYTES = 256 * 1024
+MAX_SCRIPT_BYTES = 64 * 1024
 MAX_NESTING = 32  # `$( ... )`, `${ ... }`, quotes inside each other
 MAX_SHELL_DEPTH = 8  # `sh -c 'sh -c "..."'`, eval, function calls inside each other
 MAX_RUNS = 64  # kube-apiserver runs found in one container

@@ -8,73 +8,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from webhook.cmdline import apiserver_flags as generated
 from webhook.cmdline.expand import UNKNOWN, visible
 
-# kube-apiserver's boolean flags (current and retired). pflag never takes the next word as their value:
-# `--profiling false` means profiling=true followed by a stray positional argument.
-BOOLEAN_FLAGS = frozenset(
+# Flags of earlier releases that the built binary no longer has, each a boolean there (klog's, removed in
+# v1.26; --etcd-quorum-read, --kubelet-https, --enable-swagger-ui): old manifests still carry them.
+RETIRED_BOOLEAN_FLAGS = frozenset(
     {
         "add-dir-header",
-        "aggregator-reject-forwarding-redirect",
-        "allow-metric-labels-manifest",
-        "allow-privileged",
         "alsologtostderr",
-        "anonymous-auth",
-        "audit-log-compress",
-        "audit-log-batch-throttle-enable",
-        "audit-log-truncate-enabled",
-        "audit-webhook-batch-throttle-enable",
-        "audit-webhook-truncate-enabled",
-        "contention-profiling",
-        "disable-http2-serving",
-        "enable-aggregator-routing",
-        "enable-bootstrap-token-auth",
-        "enable-garbage-collector",
-        "enable-logs-handler",
-        "enable-priority-and-fairness",
         "enable-swagger-ui",
-        "encryption-provider-config-automatic-reload",
         "etcd-quorum-read",
-        "help",
         "kubelet-https",
-        "log-json-split-stream",
-        "log-text-split-stream",
         "logtostderr",
         "one-output",
-        "permit-address-sharing",
-        "permit-port-sharing",
-        "profiling",
-        "service-account-extend-token-expiration",
-        "service-account-lookup",
-        "shutdown-send-retry-after",
         "skip-headers",
         "skip-log-headers",
-        "watch-cache",
     }
 )
-
-# List flags: pflag's StringSlice appends on every occurrence (`--a=x,y --a=z` is [x y z]).
-LIST_FLAGS = frozenset(
-    {
-        "tls-cipher-suites",
-        "enable-admission-plugins",
-        "disable-admission-plugins",
-        "admission-control",
-        "authorization-mode",
-        "service-account-key-file",
-        "service-account-issuer",
-        "api-audiences",
-        "tls-sni-cert-key",
-        "cors-allowed-origins",
-        "etcd-servers",
-        "etcd-servers-overrides",
-        "requestheader-allowed-names",
-        "requestheader-username-headers",
-        "requestheader-group-headers",
-        "requestheader-extra-headers-prefix",
-        "kubelet-preferred-address-types",
-    }
-)
+# pflag never takes the next word as a boolean's value: `--profiling false` means profiling=true followed by a
+# stray positional argument. The current flags' types come from the built binary (apiserver_flags.py).
+BOOLEAN_FLAGS = generated.BOOLEAN_FLAGS | RETIRED_BOOLEAN_FLAGS
+# List flags: pflag's StringSlice/StringArray append on every occurrence (`--a=x,y --a=z` is [x y z]).
+LIST_FLAGS = generated.LIST_FLAGS
 
 TRUE_WORDS = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 FALSE_WORDS = frozenset({"0", "f", "F", "FALSE", "false", "False"})

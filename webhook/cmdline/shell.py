@@ -121,6 +121,8 @@ def tokens(text: str, budget: Budget | None = None) -> list[Token]:
             continue
         start = i
         word, i = _word(text, i)
+        if budget is not None:
+            budget.spend((i - start) >> 4)
         raw = text[start:i]
         if raw.isdigit() and i < n and text[i] in "<>":
             op, i = _operator(text, i)  # `2>&1`: the digits name the descriptor, they are not a word
