@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
+from typing import Any
 
 from tests.admission.test_http import COMPLIANT, NO_TLS, apiserver_pod, without
 from tests.apiserver_client import admission_review
@@ -30,10 +31,21 @@ def _rss_mib(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-def _huge_authorization_mode(i: int) -> dict[str, object]:
+def _huge_authorization_mode(i: int) -> dict[str, Any]:
     """About 3 MB of command line, different for each i (so no review is answered from the cache)."""
     items = ",".join(f"Foo{n}" for n in range(i * 1000, i * 1000 + 330_000))
     return apiserver_pod(*without("authorization-mode"), f"--authorization-mode={items}", name=f"huge-{i}")
+
+
+def _many_containers(count: int) -> dict[str, Any]:
+    """A pod of `count` kube-apiserver containers, each failing every control."""
+    pod = apiserver_pod()
+    template = pod["spec"]["containers"][0]
+    pod["spec"]["containers"] = [
+        {**copy.deepcopy(template), "name": f"kube-apiserver-{i}", "command": ["kube-apiserver", "--v=2"]}
+        for i in range(count)
+    ]
+    return pod
 
 
 def test_twenty_huge_reviews_keep_the_answer_and_the_servers_memory_bounded(certs_dir: Path, tmp_path: Path) -> None:
@@ -62,12 +74,7 @@ def test_twenty_huge_reviews_keep_the_answer_and_the_servers_memory_bounded(cert
 
 
 def test_many_failing_containers_keep_the_answer_bounded() -> None:
-    pod = apiserver_pod()
-    template = pod["spec"]["containers"][0]  # type: ignore[index]
-    pod["spec"]["containers"] = [  # type: ignore[index]
-        {**copy.deepcopy(template), "name": f"kube-apiserver-{i}", "command": ["kube-apiserver", "--v=2"]}
-        for i in range(300)
-    ]
+    pod = _many_containers(300)
     policy = load_policy(None, mode="warn")
     status, body = answer_review(policy, json.dumps(admission_review(pod)).encode(), None)
     assert status == 200 and len(body) < 64 * KIB
@@ -97,12 +104,7 @@ def test_the_verdict_cache_is_bounded_by_bytes_and_keeps_no_oversize_answer() ->
         answer_review(policy, json.dumps(admission_review(apiserver_pod(*NO_TLS, name=f"p{i}"))).encode(), cache)
         assert cache.bytes <= 64 * KIB
     assert 0 < len(cache) < 100
-    pod = apiserver_pod()
-    template = pod["spec"]["containers"][0]  # type: ignore[index]
-    pod["spec"]["containers"] = [  # type: ignore[index]
-        {**copy.deepcopy(template), "name": f"kube-apiserver-{i}", "command": ["kube-apiserver", "--v=2"]}
-        for i in range(50)
-    ]
+    pod = _many_containers(50)
     big = VerdictCache()
     status, body = answer_review(policy, json.dumps(admission_review(pod)).encode(), big)
     assert status == 200 and len(body) > 32 * KIB  # past what the cache keeps

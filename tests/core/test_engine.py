@@ -94,7 +94,7 @@ def test_label_selector_operators() -> None:
                         "matchExpressions": [
                             {"key": "env", "operator": "In", "values": ["lab", "dev"]},
                             {"key": "prod", "operator": "DoesNotExist"},
-                        ]
+                        ],
                     }
                 ]
             }
