@@ -164,7 +164,8 @@ def test_per_control_mode_overrides_global(server_factory: ServerFactory, tmp_pa
 def test_exemptions_come_from_config_never_from_the_object(server_factory: ServerFactory, tmp_path: Any) -> None:
     config = tmp_path / "exempt.yaml"
     config.write_text(
-        "exemptions:\n  names: ['kube-apiserver-lab-*']\n  labelSelectors:\n  - matchLabels: {env: sandbox}\n"
+        "exemptions:\n  names: [{pattern: 'kube-apiserver-lab-*', namespaces: [kube-system]}]\n"
+        "  labelSelectors:\n  - {namespaces: [kube-system], matchLabels: {env: sandbox}}\n"
     )
     client = server_factory("--config", str(config)).client()
     assert client.review(admission_review(apiserver_pod(name="kube-apiserver-lab-3")))["allowed"] is True

@@ -78,3 +78,36 @@ def test_two_containers_failing_one_control_both_stay_in_its_audit_annotation(
     answer = enforce_client.review(admission_review(pod))
     note = answer["auditAnnotations"]["tls-cert-and-key"]
     assert "container 'kube-apiserver'" in note and "container 'kube-apiserver-canary'" in note
+
+
+def _opaque_extra_args(*flags: str) -> dict[str, Any]:
+    """A pod whose command line ends in `$(EXTRA_ARGS)`, from a ConfigMap: unknown until the pod runs."""
+    pod = apiserver_pod(*flags, "$(EXTRA_ARGS)")
+    pod["spec"]["containers"][0]["env"] = [
+        {"name": "EXTRA_ARGS", "valueFrom": {"configMapKeyRef": {"name": "apiserver-extra", "key": "args"}}}
+    ]
+    return pod
+
+
+def test_an_update_that_writes_a_bad_value_over_an_unreadable_one_is_denied(enforce_client: ApiserverClient) -> None:
+    """Issue 19 point 9: the old object failed authz-not-always-allow only as "could not read" ($(EXTRA_ARGS) might
+    set --authorization-mode); that is not the failure --authorization-mode=AlwaysAllow is, so it excuses nothing."""
+    flags = tuple(f for f in COMPLIANT if not f.startswith("--authorization-mode"))
+    old = _opaque_extra_args(*flags)
+    new = apiserver_pod(*flags, "--authorization-mode=AlwaysAllow")
+    answer = enforce_client.review(admission_review(new, "UPDATE", old_object=old))
+    assert answer["allowed"] is False
+    assert "--authorization-mode=AlwaysAllow includes AlwaysAllow" in answer["status"]["message"]
+    assert answer["auditAnnotations"]["authz-not-always-allow"].startswith("enforce: ")
+
+
+def test_an_update_that_leaves_an_unreadable_command_line_unreadable_is_admitted_with_warnings(
+    enforce_client: ApiserverClient,
+) -> None:
+    """The same kind of failure before and after (could not read, could not read): an existing violation."""
+    old = _opaque_extra_args(*COMPLIANT)
+    scaled = copy.deepcopy(old)
+    scaled["metadata"]["labels"]["rollout"] = "2"
+    answer = enforce_client.review(admission_review(scaled, "UPDATE", old_object=old))
+    assert answer["allowed"] is True
+    assert answer["auditAnnotations"]["verdict"] == "warned"

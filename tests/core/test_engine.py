@@ -90,10 +90,11 @@ def test_label_selector_operators() -> None:
             "exemptions": {
                 "labelSelectors": [
                     {
+                        "namespaces": ["kube-system"],  # a label exemption applies only where the policy says
                         "matchExpressions": [
                             {"key": "env", "operator": "In", "values": ["lab", "dev"]},
                             {"key": "prod", "operator": "DoesNotExist"},
-                        ]
+                        ],
                     }
                 ]
             }

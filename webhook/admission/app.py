@@ -19,10 +19,10 @@ from typing import Any
 import orjson
 
 from webhook.admission import review as admission
-from webhook.admission.decide import Decision, decide
+from webhook.admission.decide import Decision, decide, error_response
 from webhook.admission.review import BadReview
 from webhook.admission.verdict_cache import CachedAnswer, VerdictCache, serialize
-from webhook.core.policy import Mode, Policy, PolicyInForce
+from webhook.core.policy import Policy, PolicyInForce
 from webhook.runtime import logs, metrics
 
 # An UPDATE review carries `object` and `oldObject`, each up to kube-apiserver's 3 MiB request limit, plus the
@@ -87,13 +87,11 @@ def answer_review(policy: Policy, body: bytes, cache: VerdictCache | None = _CAC
         outcome = decision.outcome
         findings = decision.counted
     except Exception as err:  # a bug of ours must still produce an answer kube-apiserver understands
-        log.error("could not evaluate", extra=logs.fields(uid=review.uid, error=type(err).__name__))
-        text = "apiserver-tls-guard could not evaluate this object; see the webhook's log"
-        response = (
-            admission.denied(review.uid, text) if policy.mode is Mode.ENFORCE else admission.allowed(review.uid, [text])
-        )
+        response, outcome = error_response(review, policy)  # fails closed where a control enforces
+        metrics.evaluation_error(response.allowed)
+        fields = logs.fields(uid=review.uid, error=type(err).__name__, allowed=response.allowed)
+        log.error("could not evaluate", extra=fields)
         payload = serialize(response, review.api_version)
-        outcome = "error"
     elapsed = time.perf_counter() - started
     metrics.LATENCY.observe(elapsed)
     metrics.request(review.operation, outcome, policy.mode.value)

@@ -11,10 +11,30 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from webhook.core.operators import clip
+
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 # Audit annotation keys are qualified-name parts; kube-apiserver silently drops anything else.
 _ANNOTATION_KEY = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+# What one answer may carry. The object under review is the submitter's; nothing it holds may make the answer
+# (or the memory behind it) grow with it: a 2.9 MB pod once got a 22.7 MB answer.
+# - Warnings: kube-apiserver's warning recorder (apiserver/pkg/endpoints/filters/warning.go) keeps 4 * 1024 runes
+#   of warnings per request (truncateAtTotalRunes) and past that cuts every warning to 256 (truncateItemRunes);
+#   the count itself is unbounded there, every warning a response header. We keep whole warnings within the 4096.
+WARNINGS_TOTAL = 4096
+# - Audit annotations: each is `<webhook>/<key>: value` in the audit event; with --audit-log-truncate-enabled (or
+#   the webhook backend's) an event over 100 KiB (MaxEventSize, apiserver/pkg/server/options/audit.go) loses its
+#   request and response objects, and is dropped whole when the metadata alone is still too large
+#   (apiserver/plugin/pkg/audit/truncate/truncate.go). The status message is in the event too (responseStatus).
+#   So each annotation value is cut at 1 KiB, all of them at 16 KiB, the message at 16 KiB: 32 KiB, a third of it.
+ANNOTATION_LIMIT = 1024
+ANNOTATIONS_TOTAL = 16 * 1024
+MESSAGE_LIMIT = 16 * 1024
+# - The whole answer, as serialized, without the uid (kube-apiserver's own, echoed): the parts above plus the JSON
+#   envelope and escapes. An answer past it is sent as its compact form (`Response.compact`).
+ANSWER_LIMIT = 64 * 1024
 
 
 class BadReview(ValueError):
@@ -113,18 +133,59 @@ class Response:
             response["auditAnnotations"] = dict(self.audit)
         return {"apiVersion": api_version, "kind": "AdmissionReview", "response": response}
 
+    def compact(self) -> Response:
+        """The same verdict in a few hundred bytes: the message's first line, no warnings, the `verdict` annotation.
+        For an answer that would still be past ANSWER_LIMIT (JSON escapes of a hostile command line)."""
+        head = clip(self.message.split("\n", 1)[0], 512) if self.message else ""
+        note = "the full answer was too large to send; see the webhook's log and `apiserver-tls-guard check`"
+        audit = {k: v for k, v in self.audit.items() if k in ("verdict", "exempt")}
+        return Response(self.uid, self.allowed, f"{head}\n{note}" if head else "", self.code, self.reason, (), audit)
+
+
+def bounded_warnings(warnings: Sequence[str], total: int = WARNINGS_TOTAL) -> tuple[str, ...]:
+    """Whole warnings while they fit in `total` characters, then one saying how many were left out."""
+    kept: list[str] = []
+    used = 0
+    for i, text in enumerate(warnings):
+        if used + len(text) > total - 60:  # room for the last line
+            kept.append(f"apiserver-tls-guard: {len(warnings) - i} more warnings left out; see the audit log")
+            break
+        kept.append(text)
+        used += len(text)
+    return tuple(kept)
+
+
+_FIRST = ("verdict", "exempt")
+
 
 def _audit(annotations: Mapping[str, str] | None) -> dict[str, str]:
-    return {k: v for k, v in (annotations or {}).items() if _ANNOTATION_KEY.match(k)}
+    """The annotations kube-apiserver keeps (valid keys), each value and all of them within their limits."""
+    kept: dict[str, str] = {}
+    used = 0
+    given = annotations or {}
+    # The verdict first: of all annotations it is the one that must never be the one left out.
+    ordered = [(k, given[k]) for k in _FIRST if k in given] + [(k, v) for k, v in given.items() if k not in _FIRST]
+    for key, value in ordered:
+        if not _ANNOTATION_KEY.match(key):
+            continue
+        value = clip(value, ANNOTATION_LIMIT)
+        if used + len(value) > ANNOTATIONS_TOTAL:
+            kept["truncated"] = "more annotations left out (too large)"
+            break
+        kept[key] = value
+        used += len(value)
+    return kept
 
 
 def allowed(uid: str, warnings: Sequence[str] = (), audit: Mapping[str, str] | None = None) -> Response:
     """An admission: HTTP 200, allowed=true, with warnings (kubectl prints them) and audit annotations (keys that kube-
     apiserver would drop are left out).
     """
-    return Response(uid, True, warnings=tuple(warnings), audit=_audit(audit))
+    return Response(uid, True, warnings=bounded_warnings(warnings), audit=_audit(audit))
 
 
 def denied(uid: str, message: str, warnings: Sequence[str] = (), audit: Mapping[str, str] | None = None) -> Response:
     """A policy denial: HTTP 200 with allowed=false and a 403 status that kubectl prints."""
-    return Response(uid, False, message, 403, "Forbidden", tuple(warnings), _audit(audit))
+    return Response(
+        uid, False, clip(message, MESSAGE_LIMIT), 403, "Forbidden", bounded_warnings(warnings), _audit(audit)
+    )

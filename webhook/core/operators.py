@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,32 @@ class Context:
     catalog: Catalog
     benchmark: str
     kubernetes: tuple[int, int] | None
+
+
+# What a finding quotes from the command line, at most: the command line is the submitter's, and a finding that
+# echoed all of it (`--authorization-mode=Foo0,Foo1,...`, 2.9 MB) once made a 22.7 MB answer.
+ECHO_ITEMS = 8
+ECHO_CHARS = 64
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, saying how much was left out."""
+    if len(text) <= limit:
+        return text
+    tail = f"… ({len(text) - limit} more characters)"
+    return text[: max(limit - len(tail), 0)] + tail
+
+
+def echo(values: Iterable[str], sep: str = ", ", items: int = ECHO_ITEMS, chars: int = ECHO_CHARS) -> str:
+    """The first `items` values, each clipped to `chars`, joined, then how many more there were."""
+    shown: list[str] = []
+    more = 0
+    for value in values:
+        if len(shown) < items:
+            shown.append(clip(value, chars))
+        else:
+            more += 1
+    return sep.join(shown) + (f"{sep}… and {more} more" if more else "")
 
 
 def _spell(flags: list[str]) -> str:
@@ -72,7 +98,8 @@ def _op_bool(check: Mapping[str, Any]) -> Checker:
             return None if default == want else f"--{name} is not set (default {str(default).lower()})"
         value = parse_bool(raw)
         if value is None:
-            return f"--{name}={raw} is not a boolean (strconv.ParseBool), so kube-apiserver will not start"
+            shown = clip(raw, ECHO_CHARS)
+            return f"--{name}={shown} is not a boolean (strconv.ParseBool), so kube-apiserver will not start"
         return None if value == want else f"--{name} is {str(value).lower()}"
 
     return checker
@@ -88,13 +115,14 @@ def _op_list(check: Mapping[str, Any]) -> Checker:
         if not items:
             return f"--{name} is not set (default {default})"
         raw = flags.raw_items(name)
-        invalid = [repr(item) for item in raw if valid and item not in valid]
+        invalid = [item for item in raw if item not in valid] if valid else []
         if invalid:
-            return f"--{name} has {', '.join(invalid)}, which kube-apiserver refuses: it will not start"
+            shown = echo(repr(clip(item, ECHO_CHARS)) for item in invalid)
+            return f"--{name} has {shown}, which kube-apiserver refuses: it will not start"
         if includes is not None and includes not in items:
-            return f"--{name}={','.join(items)} does not include {includes}"
+            return f"--{name}={echo(items, ',')} does not include {includes}"
         if excludes is not None and excludes in items:
-            return f"--{name}={','.join(items)} includes {excludes}"
+            return f"--{name}={echo(items, ',')} includes {excludes}"
         return None
 
     return checker
@@ -120,20 +148,19 @@ def _op_ciphers(check: Mapping[str, Any]) -> Checker:
         if not items:
             return f"--{name} is not set (Go's default list includes CBC and RSA key-exchange suites)"
         # pflag's StringSlice keeps spaces and empty items; component-base TLSCipherSuites then refuses the name.
-        malformed = [repr(item) for item in flags.raw_items(name) if item != item.strip() or not item]
+        malformed = [item for item in flags.raw_items(name) if item != item.strip() or not item]
         if malformed:
+            shown = echo(repr(clip(item, ECHO_CHARS)) for item in malformed)
             return (
-                f"--{name} has {', '.join(malformed)}: kube-apiserver will not start "
+                f"--{name} has {shown}: kube-apiserver will not start "
                 '("Cipher suite ... not supported or doesn\'t exist")'
             )
         insecure = [suite for suite in items if suite in ctx.catalog.insecure_ciphers]
         if insecure:
-            return (
-                f"--{name} has suites Go itself lists as insecure, whatever the benchmark says: {', '.join(insecure)}"
-            )
+            return f"--{name} has suites Go itself lists as insecure, whatever the benchmark says: {echo(insecure)}"
         allowed = allowed_for(ctx)
         weak = [suite for suite in items if suite not in allowed]
-        return f"--{name} has suites outside the strong list: {', '.join(weak)}" if weak else None
+        return f"--{name} has suites outside the strong list: {echo(weak)}" if weak else None
 
     return checker
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import fnmatch
 import functools
 import hashlib
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -64,23 +65,91 @@ class LabelSelector:
 
 @dataclass(frozen=True)
 class Exemptions:
-    """Objects not judged: by namespace, name glob or label selector; only from the policy file."""
+    """Objects not judged; only from the policy file. Namespaces are the cluster admin's, so a namespace exempts every
+    object in it. A name glob and a label selector match what whoever submits the object writes, so each applies only
+    inside the namespaces the policy names with it: elsewhere a pod could name or label itself out of the guard.
+    """
 
     namespaces: frozenset[str] = frozenset()
-    names: tuple[str, ...] = ()  # glob patterns on metadata.name
-    selectors: tuple[LabelSelector, ...] = ()
+    names: tuple[tuple[str, frozenset[str]], ...] = ()  # (glob on metadata.name, the namespaces it applies in)
+    selectors: tuple[tuple[LabelSelector, frozenset[str]], ...] = ()  # (selector, the namespaces it applies in)
+
+    @property
+    def by_object(self) -> bool:
+        """Whether any exemption matches on what the object itself says (its name or labels)."""
+        return bool(self.names or self.selectors)
+
+    def without_object(self) -> Exemptions:
+        """Only the namespace exemptions."""
+        return Exemptions(namespaces=self.namespaces)
 
     def exempt(self, namespace: str, name: str, labels: Mapping[str, str]) -> str | None:
         """Why the object is exempt, or None."""
         if namespace in self.namespaces:
             return f"namespace {namespace} is exempt"
-        for pattern in self.names:
-            if name and fnmatch.fnmatchcase(name, pattern):
-                return f"name matches exemption {pattern!r}"
-        for selector in self.selectors:
-            if selector.matches(labels):
-                return "labels match an exemption selector"
+        for pattern, where in self.names:
+            if name and namespace in where and fnmatch.fnmatchcase(name, pattern):
+                return f"name matches exemption {pattern!r} in namespace {namespace}"
+        for selector, where in self.selectors:
+            if namespace in where and selector.matches(labels):
+                return f"labels match an exemption selector in namespace {namespace}"
         return None
+
+
+# Object names are DNS-1123 subdomains (apimachinery validation.IsDNS1123Subdomain: lowercase letters, digits,
+# '-' and '.'); namespaces are DNS-1123 labels (IsDNS1123Label: no '.', at most 63).
+NAME_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-."
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A name pattern must fix this many characters of the name (a literal, or a class that admits one character):
+# `*`, `?*`, `[a-z]*`, `[!x]*`, `*[a-z0-9]*` fix none and match all or nearly all names (tests/core/
+# test_exemptions.py measures it on generated names).
+MIN_FIXED_CHARACTERS = 3
+
+
+def glob_parts(pattern: str) -> list[str]:
+    """The pattern cut into what fnmatch matches one at a time: `*`, `?`, a `[...]` class, or one literal character.
+    The same scan as fnmatch.translate (CPython Lib/fnmatch.py): a `[` with no closing `]` is a literal, and a `]`
+    right after `[` or `[!` belongs to the class."""
+    parts: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "[":
+            j = i
+            if j < n and pattern[j] == "!":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j < n:
+                parts.append(pattern[i - 1 : j + 1])
+                i = j + 1
+                continue
+        parts.append(c)
+    return parts
+
+
+def name_pattern_problem(pattern: str) -> str | None:
+    """What makes a name glob unusable as an exemption, or None: it matches no valid object name, or it fixes fewer
+    than MIN_FIXED_CHARACTERS characters and so matches (nearly) every name."""
+    fixed = 0
+    for part in glob_parts(pattern):
+        if part == "*":
+            continue
+        # Which name characters this part admits, asked of fnmatch itself so its class rules are the ones applied.
+        admits = sum(1 for ch in NAME_ALPHABET if fnmatch.fnmatchcase(ch, part))
+        if admits == 0:
+            return f"{pattern!r} can never match an object name (lowercase letters, digits, '-' and '.')"
+        fixed += admits == 1
+    if fixed < MIN_FIXED_CHARACTERS:
+        return (
+            f"{pattern!r} would exempt every pod in its namespaces, or nearly: a name pattern must fix at least "
+            f"{MIN_FIXED_CHARACTERS} characters (e.g. 'kube-apiserver-lab-*'); to exempt a whole namespace, list it "
+            "under exemptions.namespaces"
+        )
+    return None
 
 
 @dataclass(frozen=True)
@@ -100,6 +169,12 @@ class Policy:
         return not self.workload_namespaces or any(
             fnmatch.fnmatchcase(namespace, pattern) for pattern in self.workload_namespaces
         )
+
+    @functools.cached_property
+    def without_object_exemptions(self) -> Policy:
+        """This policy with only its namespace exemptions: an UPDATE is judged with it, and the old object decides
+        the name and label exemptions (the new one could write itself into them)."""
+        return replace(self, exemptions=self.exemptions.without_object())
 
     @functools.cached_property
     def active_controls(self) -> tuple[tuple[Control, Mode], ...]:
@@ -175,6 +250,58 @@ def _keys(raw: Mapping[str, Any], known: set[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown keys {sorted(map(str, extra))} (known: {sorted(known)})")
 
 
+def _list(value: Any, where: str, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list of {what}, got {value!r}")
+    return value
+
+
+_SCOPE_WHY = (
+    "the name and labels are written by whoever submits the object, so this exemption applies only inside the "
+    "namespaces named with it"
+)
+
+
+def _scope(raw: Mapping[str, Any], where: str) -> frozenset[str]:
+    """The namespaces a name or label exemption applies in: required, exact names (a glob would reopen every
+    namespace)."""
+    value = raw.get("namespaces")
+    if value is None or value == []:
+        raise ConfigError(f"{where}.namespaces: required: {_SCOPE_WHY}")
+    names = _strings(value, f"{where}.namespaces", "namespaces")
+    for name in names:
+        if len(name) > 63 or not _DNS1123_LABEL.match(name):
+            raise ConfigError(f"{where}.namespaces: {name!r} is not a namespace name (DNS-1123 label; no globs)")
+    return frozenset(names)
+
+
+def _name_exemption(raw: Any, where: str) -> tuple[str, frozenset[str]]:
+    if isinstance(raw, str) and name_pattern_problem(raw) is not None:
+        raise ConfigError(f"{where}: {name_pattern_problem(raw)}")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"{where}: expected {{pattern: <glob>, namespaces: [<namespace>, ...]}}, got {raw!r}: {_SCOPE_WHY}"
+        )
+    _keys(raw, {"pattern", "namespaces"}, where)
+    pattern = raw.get("pattern")
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise ConfigError(f"{where}.pattern: expected a glob on metadata.name (a non-empty string), got {pattern!r}")
+    problem = name_pattern_problem(pattern)
+    if problem is not None:
+        raise ConfigError(f"{where}.pattern: {problem}")
+    return pattern, _scope(raw, where)
+
+
+def _selector_exemption(raw: Any, where: str) -> tuple[LabelSelector, frozenset[str]]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: a label selector is a mapping with namespaces and matchLabels/matchExpressions")
+    _keys(raw, {"namespaces", "matchLabels", "matchExpressions"}, where)
+    selector = _selector({k: v for k, v in raw.items() if k != "namespaces"}, where)
+    return selector, _scope(raw, where)
+
+
 def _selector(raw: Any, where: str) -> LabelSelector:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: a label selector is a mapping with matchLabels/matchExpressions")
@@ -234,19 +361,18 @@ def parse_policy(data: Mapping[str, Any], catalog: Catalog | None = None, source
     if not isinstance(ex, Mapping):
         raise ConfigError(f"{source}: exemptions must be a mapping")
     _keys(ex, {"namespaces", "names", "labelSelectors"}, f"{source}: exemptions")
-    names = _strings(ex.get("names"), f"{source}: exemptions.names", "name patterns")
-    for pattern in names:
-        if not pattern.strip("*?"):
-            raise ConfigError(f"{source}: exemptions.names: {pattern!r} would exempt every pod")
-    selectors = ex.get("labelSelectors")
-    if selectors is not None and not isinstance(selectors, list):
-        raise ConfigError(f"{source}: exemptions.labelSelectors: expected a list of label selectors")
+    names = tuple(
+        _name_exemption(raw, f"{source}: exemptions.names[{i}]")
+        for i, raw in enumerate(_list(ex.get("names"), f"{source}: exemptions.names", "name patterns"))
+    )
+    selectors = tuple(
+        _selector_exemption(raw, f"{source}: exemptions.labelSelectors[{i}]")
+        for i, raw in enumerate(_list(ex.get("labelSelectors"), f"{source}: exemptions.labelSelectors", "selectors"))
+    )
     exemptions = Exemptions(
         namespaces=frozenset(_strings(ex.get("namespaces"), f"{source}: exemptions.namespaces", "namespaces")),
         names=names,
-        selectors=tuple(
-            _selector(s, f"{source}: exemptions.labelSelectors[{i}]") for i, s in enumerate(selectors or ())
-        ),
+        selectors=selectors,
     )
     workload_namespaces = _strings(
         data.get("workloadNamespaces"), f"{source}: workloadNamespaces", "namespaces (globs allowed)"

@@ -88,6 +88,12 @@ AUDIT_LAST_SUCCESS = Gauge(
     "When the last audit that read the whole cluster finished, as a Unix timestamp.",
     multiprocess_mode="max",
 )
+EVALUATION_ERRORS = Counter(
+    f"{NAMESPACE}_evaluation_errors",
+    "Reviews whose judging raised (a bug), by the answer given: denied when a control for the object enforces, "
+    "allowed (with a warning) otherwise.",
+    ["answer"],
+)
 POLICY_RELOAD_ERRORS = Counter(
     f"{NAMESPACE}_policy_reload_errors_total",
     "Changed policy files that were refused (invalid); the policy in force was kept.",
@@ -117,6 +123,11 @@ def request(operation: str, outcome: str, mode: str) -> None:
 def finding(control: str, mode: str) -> None:
     """Count one finding."""
     _finding_counter(control, mode).inc()
+
+
+def evaluation_error(allowed: bool) -> None:
+    """Count one review whose judging raised, by the answer it got."""
+    EVALUATION_ERRORS.labels("allowed" if allowed else "denied").inc()
 
 
 def cache_lookup(hit: bool) -> None:
