@@ -127,3 +127,11 @@ def test_items_of_an_object_whose_kind_is_not_a_list(tmp_path: Path) -> None:
     manifest.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "Pod", "items": [bare_pod("x", SEEDS_MISSING)]}))
     _, _, found = findings(manifest)
     assert found == {("Pod", "x", key) for key in SEED_FAILS}
+
+
+def test_items_kubectl_would_refuse_are_not_objects(tmp_path: Path) -> None:
+    # `kind: List` minus `List` is no kind: kubectl refuses such items ("Object 'Kind' is missing").
+    manifest = tmp_path / "untyped.yaml"
+    manifest.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [bare_pod("x", SEEDS_MISSING)]}))
+    result = cli("check", str(manifest))
+    assert result.returncode == 2 and "no Kubernetes object" in result.stderr
