@@ -109,3 +109,16 @@ def test_review_judges_answers_as_kube_apiserver_does(answer: dict[str, object],
     review = {"apiVersion": "admission.k8s.io/v1", "request": {"uid": "u"}}
     with pytest.raises(ReviewError, match=f"received invalid webhook response.*{says}"):
         verify_answer(json.dumps(answer).encode(), review)
+
+
+def test_a_manifest_is_read_as_check_reads_it(enforce_server: RunningServer, tmp_path: Path) -> None:
+    # The same bounded, UTF-8 read as `check` (webhook/offline/files.py read_manifest), and the file named once.
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes(b"kind: Pod\nmetadata: {name: caf\xe9}\n")
+    code, _, err = _review(enforce_server, str(latin1))
+    assert code == 2 and err.strip() == f"apiserver-tls-guard: {latin1}: not UTF-8 text"
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as stream:
+        stream.truncate(100 * 1000 * 1000)
+    code, _, err = _review(enforce_server, str(big))
+    assert code == 2 and f"{big}: refused: larger than 16 MiB" in err

@@ -216,14 +216,18 @@ def cmd_review(args: argparse.Namespace) -> int:
     """`review`: send manifests to a running webhook as kube-apiserver would; print what kubectl would."""
     from webhook.commands.review import ReviewError, render, review_for, send
     from webhook.offline.documents import DocumentError, load_documents
+    from webhook.offline.files import STDIN, read_manifest
 
     denied = False
     for path in args.files:
         try:
-            text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
-            documents = load_documents(text, path)
-        except (OSError, DocumentError, UnicodeDecodeError) as err:
-            print(f"apiserver-tls-guard: {path}: {getattr(err, 'strerror', None) or err}", file=sys.stderr)
+            source = STDIN if path == "-" else path
+            documents = load_documents(read_manifest(source), source)
+        except DocumentError as err:  # its message names the file
+            print(f"apiserver-tls-guard: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as err:
+            print(f"apiserver-tls-guard: {path}: {err.strerror or err}", file=sys.stderr)
             return EXIT_USAGE
         for doc in documents:
             try:
