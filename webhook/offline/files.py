@@ -45,9 +45,14 @@ def read_manifest(source: str) -> str:
         data = sys.stdin.buffer.read(limit + 1)
     else:
         with open(source, "rb") as stream:
-            if os.fstat(stream.fileno()).st_size > limit:
+            size = os.fstat(stream.fileno()).st_size
+            if size > limit:
                 raise DocumentError(refused)
-            data = stream.read(limit + 1)
+            # read(n) allocates n bytes first: ask for the size stat() gave, and only then for the rest up to the
+            # limit (a file that grew, or one whose size stat() does not know, as in /proc).
+            data = stream.read(size + 1)
+            if len(data) > size:
+                data += stream.read(limit + 1 - len(data))
     if len(data) > limit:
         raise DocumentError(refused)
     try:
