@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from webhook import __version__
 from webhook.commands import handlers
@@ -12,6 +13,43 @@ from webhook.commands.handlers import EXIT_USAGE
 from webhook.core.policy import GLOBAL_MODES, ConfigError
 from webhook.pki.authority import DEFAULT_NAMESPACE, DEFAULT_SERVICE
 from webhook.runtime import logs
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's defaults in --help, left out where there is nothing to show (None, off switches, empty lists)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, [], argparse.SUPPRESS) or not action.help:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every subcommand's parser: defaults shown in --help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _add_exit_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--warn-exit-code",
+        type=_exit_code,
+        default=1,
+        metavar="CODE",
+        help="exit code when the worst finding is in warn mode (as Kyverno's --warn-exit-code; 0 lets CI pass)",
+    )
+
+
+def _exit_code(text: str) -> int:
+    try:
+        code = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= code <= 255:
+        raise argparse.ArgumentTypeError(f"an exit code is 0 to 255, not {code}")
+    return code
 
 
 def _add_policy_options(parser: argparse.ArgumentParser, default_mode: str | None) -> None:
@@ -30,27 +68,31 @@ def _add_policy_options(parser: argparse.ArgumentParser, default_mode: str | Non
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand; each sets `func` to its handler in commands/handlers.py."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="apiserver-tls-guard",
         description="Admission webhook and checker for kube-apiserver TLS flags (CIS Kubernetes Benchmark 1.2).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     certs = sub.add_parser("certs", help="make (or keep) a CA and serving certificate; prints the caBundle")
     certs.add_argument("--out", required=True, help="directory for ca.crt, ca.key, tls.crt, tls.key")
-    certs.add_argument("--service", default=DEFAULT_SERVICE)
-    certs.add_argument("--namespace", default=DEFAULT_NAMESPACE)
+    certs.add_argument("--service", default=DEFAULT_SERVICE, help="the webhook's Service: the certificate's name")
+    certs.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="the Service's namespace")
     certs.set_defaults(func=handlers.cmd_certs)
 
     serve = sub.add_parser("serve", help="serve the admission webhook over HTTPS")
-    serve.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a webhook must be reachable from the apiserver
-    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument(
+        "--host",
+        default="0.0.0.0",  # noqa: S104 - a webhook must be reachable from the apiserver
+        help="address to listen on",
+    )
+    serve.add_argument("--port", type=int, default=8443, help="HTTPS port")
     serve.add_argument("--certs-dir", default="certs", help="made here when missing (see `certs`)")
-    serve.add_argument("--service", default=DEFAULT_SERVICE)
-    serve.add_argument("--namespace", default=DEFAULT_NAMESPACE)
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--log-format", default="json", choices=["json", "text"])
+    serve.add_argument("--service", default=DEFAULT_SERVICE, help="the webhook's Service: the certificate's name")
+    serve.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="the namespace the webhook runs in")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"], help="log level")
+    serve.add_argument("--log-format", default="json", choices=["json", "text"], help="one JSON object a line, or text")
     serve.add_argument(
         "--keep-alive", type=int, default=120, help="seconds an idle connection stays open (above the apiserver's 90)"
     )
@@ -109,10 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check",
         help="judge manifest files (or this machine's kube-apiserver processes) with the webhook's checks",
-        description="Exit 0: clean; 1: findings in enforce or warn mode; 2: unusable input (file and reason).",
+        description="Exit 0: clean (or only audit-mode findings); 1: findings in enforce mode, or in warn mode "
+        "(--warn-exit-code); 2: an input could not be used (each named with its reason, after every other file is "
+        "judged and printed), or no Kubernetes object was read (--allow-empty).",
     )
     check.add_argument("paths", nargs="*", help="files, directories (searched for .yaml/.yml/.json), - for stdin")
-    check.add_argument("--format", choices=["text", "json", "sarif"], default="text")
+    check.add_argument("--format", choices=["text", "json", "sarif"], default="text", help="report format")
     check.add_argument(
         "--exclude", action="append", default=[], metavar="GLOB", help="skip matching paths (repeatable)"
     )
@@ -127,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
         )
     check.add_argument("--node", action="store_true", help="judge kube-apiserver processes running on this machine")
     check.add_argument("--proc-root", default="/proc", help="where /proc is (for tests and host mounts)")
+    check.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="exit 0, not 2, when the inputs hold no Kubernetes object (a commit that touches only other YAML)",
+    )
+    _add_exit_options(check)
     _add_policy_options(check, default_mode=None)
     check.set_defaults(func=handlers.cmd_check)
 
@@ -134,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         "controls",
         help="print the catalog: key, CIS id, scored, what passes, and the mode the policy gives each control",
     )
-    controls.add_argument("--format", choices=["text", "json"], default="text")
+    controls.add_argument("--format", choices=["text", "json"], default="text", help="output format")
     _add_policy_options(controls, default_mode=None)
     controls.set_defaults(func=handlers.cmd_controls)
 
@@ -154,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="wgpolicyk8s.io/v1alpha2",
         help="the Policy Report API of --format policyreport",
     )
+    _add_exit_options(scan)
     _add_policy_options(scan, default_mode=None)
     scan.set_defaults(func=handlers.cmd_scan)
 
@@ -161,8 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
         "render",
         help="print the manifests of an overlay with the caBundle filled in (GitOps; no writes to the cluster)",
     )
-    render.add_argument("--overlay", required=True, choices=["warn", "enforce"])
-    render.add_argument("--namespace", default=DEFAULT_NAMESPACE)
+    render.add_argument("--overlay", required=True, choices=["warn", "enforce"], help="manifests/overlays/<overlay>")
+    render.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace to install into")
     render.add_argument("--certs-dir", default="certs", help="CA and serving certificate (made here when missing)")
     render.add_argument("--manifests", default="manifests", help="the kustomize tree (base/ and overlays/)")
     render.set_defaults(func=handlers.cmd_render)
@@ -191,16 +242,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_options(static, default_mode=None)
     static.set_defaults(func=handlers.cmd_static)
 
+    _add_shell_commands(sub)
+
     review = sub.add_parser(
         "review", help="send manifests to a running webhook as kube-apiserver would; print what kubectl would"
     )
     review.add_argument("files", nargs="+", help="manifest files (YAML/JSON, multi-document), - for stdin")
-    review.add_argument("--server", default="https://127.0.0.1:8443")
+    review.add_argument("--server", default="https://127.0.0.1:8443", help="the webhook's base URL (https only)")
     review.add_argument("--ca", default="certs/ca.crt", help="CA to verify the webhook with (the caBundle)")
     review.add_argument("--server-name", help="name to verify, e.g. apiserver-tls-guard.apiserver-tls-guard.svc")
     review.add_argument("--dry-run", action="store_true", help="mark the request dryRun, as --dry-run=server does")
     review.set_defaults(func=handlers.cmd_review)
     return parser
+
+
+def _add_shell_commands(sub: Any) -> None:
+    version = sub.add_parser("version", help="print the version (and, with --format json, the Python it runs on)")
+    version.add_argument("--format", choices=["text", "json"], default="text", help="output format")
+    version.set_defaults(func=handlers.cmd_version)
+    completion = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="bash: source <(apiserver-tls-guard completion bash); "
+        "zsh: source <(apiserver-tls-guard completion zsh); "
+        "fish: apiserver-tls-guard completion fish | source",
+    )
+    completion.add_argument("shell", choices=["bash", "zsh", "fish"], help="the shell to complete in")
+    completion.set_defaults(func=handlers.cmd_completion)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -126,7 +126,9 @@ def test_a_configuration_kubeadm_refuses_exits_2_naming_the_field(tmp_path: Path
 def test_k3s_config_named_with_a_flag(tmp_path: Path) -> None:
     elsewhere = tmp_path / "server-config.yaml"
     elsewhere.write_text(K3S)
-    assert cli("check", str(elsewhere)).returncode == 0  # an untyped YAML file: not an object, nothing to judge
+    # An untyped YAML file: not an object, so nothing is judged, which `check` no longer calls a pass.
+    untyped = cli("check", str(elsewhere))
+    assert untyped.returncode == 2 and "nothing judged" in untyped.stderr
     result = cli("check", "--k3s-config", str(elsewhere))
     assert result.returncode == 1
     assert "k3s config.yaml" in result.stdout and "--tls-private-key-file is empty" in result.stdout

@@ -208,7 +208,9 @@ def test_pre_commit_hook_runs_check() -> None:
 
     hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
     [hook] = hooks
-    assert hook["entry"] == "apiserver-tls-guard check"
+    # pre-commit passes whatever YAML a commit touches (CI workflows, Helm values): a commit with no Kubernetes
+    # object in it is not a failure there, so the hook allows what `check` itself exits 2 on.
+    assert hook["entry"] == "apiserver-tls-guard check --allow-empty"
     assert hook["language"] == "python" and "yaml" in hook["types_or"]
 
 

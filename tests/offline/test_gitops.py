@@ -1,5 +1,5 @@
 """`check` on a GitOps tree: Helm templates are skipped and said so, --exclude skips paths, a broken file that is
-not a template still exits 2, and empty input says so."""
+not a template still exits 2, and empty input says so (exit 2 unless --allow-empty)."""
 
 from __future__ import annotations
 
@@ -41,8 +41,11 @@ def test_chart_templates_and_template_text_are_skipped_and_the_rest_judged(tmp_p
 def test_exclude_skips_matching_paths(tmp_path: Path) -> None:
     root = _tree(tmp_path)
     result = cli("check", str(root), "--exclude", "clusters/*", "--exclude", "*/nothing/*")
-    assert result.returncode == 0, result.stderr
-    assert "0 objects read" in result.stderr
+    # Only the chart template is left, and it is skipped: nothing was judged, which is not a pass.
+    assert result.returncode == 2, result.stderr
+    assert "nothing judged: no Kubernetes object in the inputs given" in result.stderr
+    allowed = cli("check", str(root), "--exclude", "clusters/*", "--allow-empty")
+    assert allowed.returncode == 0 and "0 objects read" in allowed.stderr
 
 
 def test_a_broken_file_that_is_not_a_template_still_exits_2(tmp_path: Path) -> None:
@@ -53,10 +56,14 @@ def test_a_broken_file_that_is_not_a_template_still_exits_2(tmp_path: Path) -> N
     assert "broken.yaml: line" in result.stderr and "not valid YAML" in result.stderr
 
 
-def test_empty_input_says_so() -> None:
+def test_empty_input_says_so_and_exits_2_unless_allowed() -> None:
+    # Exit 0 here used to let a CI job that judged nothing pass (issue 24, item 13); kube-linter has
+    # --fail-if-no-objects-found for the same reason. --allow-empty keeps the old exit 0.
     result = cli("check", "-", stdin="")
-    assert result.returncode == 0
-    assert "0 objects read from the inputs given" in result.stderr
+    assert result.returncode == 2
+    assert "nothing judged: no Kubernetes object in the inputs given" in result.stderr
+    allowed = cli("check", "--allow-empty", "-", stdin="")
+    assert allowed.returncode == 0 and "0 objects read from the inputs given" in allowed.stderr
 
 
 def test_findings_from_a_file_point_at_the_file_and_line_and_each_remedy_is_printed_once(tmp_path: Path) -> None:

@@ -93,7 +93,8 @@ def cmd_controls(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """`check`: judge manifest files, stdin or (--node) this machine's processes; exit 1 on findings."""
+    """`check`: judge manifest files, stdin or (--node) this machine's processes; exit 1 on findings, 2 when an
+    input could not be used or (without --allow-empty) nothing was read."""
     from webhook.offline.files import judge_inputs, read_inputs
 
     policy = _policy(args)
@@ -112,13 +113,21 @@ def cmd_check(args: argparse.Namespace) -> int:
         judged, errors = judge_inputs(inputs, policy), inputs.errors
         for note in inputs.skipped:
             print(f"apiserver-tls-guard: {note}", file=sys.stderr)
-        if not judged and not errors:
+        if not judged and not errors and not args.allow_empty:
+            # A CI job that judged nothing is not a pass (kube-linter: --fail-if-no-objects-found).
+            errors = ["nothing judged: no Kubernetes object in the inputs given (--allow-empty to exit 0)"]
+        elif not judged and not errors:
             print("apiserver-tls-guard: 0 objects read from the inputs given", file=sys.stderr)
-    return _print_report(judged, errors, policy, args.format)
+    return _print_report(judged, errors, policy, args.format, warn_exit_code=args.warn_exit_code)
 
 
 def _print_report(
-    judged: list[Judged], errors: list[str], policy: Policy, fmt: str, report_api: str = "wgpolicyk8s.io/v1alpha2"
+    judged: list[Judged],
+    errors: list[str],
+    policy: Policy,
+    fmt: str,
+    report_api: str = "wgpolicyk8s.io/v1alpha2",
+    warn_exit_code: int = EXIT_FINDINGS,
 ) -> int:
     from webhook.offline import report
 
@@ -140,7 +149,7 @@ def _print_report(
         print(f"apiserver-tls-guard: {error}", file=sys.stderr)
     if errors:
         return EXIT_USAGE
-    return EXIT_FINDINGS if report.should_fail(judged) else EXIT_OK
+    return report.exit_code(judged, warn_exit_code)
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
@@ -163,7 +172,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
         judged, errors = scan(api, policy, args.namespace, progress)
     if tty:
         print(file=sys.stderr)
-    return _print_report(judged, errors, policy, args.format, args.report_api)
+    return _print_report(judged, errors, policy, args.format, args.report_api, args.warn_exit_code)
 
 
 def cmd_vap(args: argparse.Namespace) -> int:
@@ -207,14 +216,18 @@ def cmd_review(args: argparse.Namespace) -> int:
     """`review`: send manifests to a running webhook as kube-apiserver would; print what kubectl would."""
     from webhook.commands.review import ReviewError, render, review_for, send
     from webhook.offline.documents import DocumentError, load_documents
+    from webhook.offline.files import STDIN, read_manifest
 
     denied = False
     for path in args.files:
         try:
-            text = sys.stdin.read() if path == "-" else open(path, encoding="utf-8").read()  # noqa: SIM115
-            documents = load_documents(text, path)
-        except (OSError, DocumentError, UnicodeDecodeError) as err:
-            print(f"apiserver-tls-guard: {path}: {getattr(err, 'strerror', None) or err}", file=sys.stderr)
+            source = STDIN if path == "-" else path
+            documents = load_documents(read_manifest(source), source)
+        except DocumentError as err:  # its message names the file
+            print(f"apiserver-tls-guard: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        except OSError as err:
+            print(f"apiserver-tls-guard: {path}: {err.strerror or err}", file=sys.stderr)
             return EXIT_USAGE
         for doc in documents:
             try:
@@ -222,6 +235,33 @@ def cmd_review(args: argparse.Namespace) -> int:
             except ReviewError as err:
                 print(f"apiserver-tls-guard: {err}", file=sys.stderr)
                 return EXIT_USAGE
-            print(render(outcome, doc.obj))
+            to_stdout, to_stderr = render(outcome, doc.obj)
+            for line in to_stderr:
+                print(line, file=sys.stderr)
+            for line in to_stdout:
+                print(line)
             denied = denied or not outcome.allowed
     return EXIT_FINDINGS if denied else EXIT_OK
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    """`version`: the version, and with --format json the Python and platform it runs on."""
+    import json
+    import platform
+
+    from webhook import __version__
+
+    if args.format == "json":
+        print(json.dumps({"version": __version__, "python": platform.python_version(), "platform": sys.platform}))
+    else:
+        print(f"apiserver-tls-guard {__version__}")
+    return EXIT_OK
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """`completion`: a bash, zsh or fish completion script written from the argument parser."""
+    from webhook.cli import build_parser  # cli.py imports this module: the parser is only needed here
+    from webhook.commands.completion import script
+
+    print(script(build_parser(), args.shell), end="")
+    return EXIT_OK

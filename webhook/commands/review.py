@@ -70,7 +70,14 @@ def send(server: str, ca_file: str, review: dict[str, Any], server_name: str | N
     url = urlsplit(server)
     if url.scheme != "https" or not url.hostname:
         raise ReviewError(f"{server}: the webhook is only served over https://")
-    context = ssl.create_default_context(cafile=ca_file)
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except FileNotFoundError:
+        raise ReviewError(f"--ca {ca_file}: no such file (the webhook's CA, e.g. certs/ca.crt from `certs`)") from None
+    except (OSError, ssl.SSLError) as err:
+        raise ReviewError(
+            f"--ca {ca_file}: not a readable PEM CA bundle: {getattr(err, 'strerror', None) or err}"
+        ) from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     conn = _Connection(url.hostname, url.port or 443, context, server_name or url.hostname, timeout)
     try:
@@ -119,16 +126,17 @@ def verify_answer(data: bytes, review: Mapping[str, Any]) -> Mapping[str, Any]:
     return result
 
 
-def render(outcome: Outcome, obj: Mapping[str, Any]) -> str:
-    """The text kubectl prints for this answer."""
-    lines = [f"Warning: {w}" for w in outcome.warnings]
+def render(outcome: Outcome, obj: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """What kubectl prints for this answer: (stdout lines, stderr lines). kubectl writes warnings on stderr (its
+    warning handler is a rest.NewWarningWriter on ErrOut, kubectl pkg/cmd/cmd.go NewKubectlCommand), errors too
+    (cmdutil.CheckErr), and only the object's line on stdout."""
+    errors = [f"Warning: {w}" for w in outcome.warnings]
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
     assert isinstance(meta, Mapping)
     what = f"{str(obj.get('kind', 'object')).lower()}/{meta.get('name', '')}"
     if outcome.allowed:
-        lines.append(f"{what} admitted")
-    else:
-        lines.append(
-            f'Error from server (Forbidden): admission webhook "{WEBHOOK_NAME}" denied the request: {outcome.message}'
-        )
-    return "\n".join(lines)
+        return [f"{what} admitted"], errors
+    errors.append(
+        f'Error from server (Forbidden): admission webhook "{WEBHOOK_NAME}" denied the request: {outcome.message}'
+    )
+    return [], errors

@@ -63,14 +63,44 @@ class Document:
     end_line: int = 0  # last line of that document (0: the end of the file)
 
 
+def _item_as_read(item: Any, list_kind: str, list_api_version: Any) -> Any:
+    """A list item as kubectl reads it: the apiserver leaves `kind` and `apiVersion` out of a typed list's items
+    (`kubectl get --raw /api/v1/pods`, client libraries and backups write a PodList of bare pods), so an item with
+    neither gets the list's kind minus `List` and the list's apiVersion (apimachinery unstructured/helpers.go,
+    decodeToList)."""
+    if not isinstance(item, Mapping) or item.get("kind") or item.get("apiVersion"):
+        return item
+    kind = list_kind.removesuffix("List")
+    return {**item, "kind": kind, "apiVersion": list_api_version} if kind else item
+
+
 def _flatten(obj: Any) -> Iterator[Mapping[str, Any]]:
-    if not isinstance(obj, Mapping):
-        return
-    if str(obj.get("kind", "")).endswith("List") and isinstance(obj.get("items"), list):
-        for item in obj["items"]:
-            yield from _flatten(item)
-    else:
-        yield obj
+    """The objects in a document, lists expanded as kubectl and the kubelet expand them (nested lists too, as
+    cli-runtime's FlattenListVisitor does), in the order written."""
+    pending: list[Any] = [obj]
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, Mapping):
+            continue
+        items = current.get("items")
+        kind = str(current.get("kind") or "")
+        if not isinstance(items, list):
+            yield current
+            continue
+        if not kind.endswith("List"):
+            # kubectl decodes anything with `items` as a list (helpers.go decode() looks for the field, not the
+            # kind), while the kubelet and the apiserver decode the object by its kind and ignore the field:
+            # judge it both ways.
+            yield current
+        expanded: list[Any] = []
+        for item in items:
+            read = _item_as_read(item, kind, current.get("apiVersion"))
+            expanded.append(read)
+            if kind == "PodList" and isinstance(read, Mapping) and read.get("kind") != "Pod":
+                # The kubelet decodes a static pod file's PodList into typed Pods (pkg/kubelet/config/common.go,
+                # tryDecodePodList): every item runs as a pod, whatever kind it names.
+                expanded.append({**read, "kind": "Pod"})
+        pending.extend(reversed(expanded))
 
 
 def load_documents(text: str, source: str = "<input>") -> list[Document]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -14,20 +15,51 @@ from webhook.bootstrap.generated import ConfigError, Generated
 from webhook.core.engine import Verdict, evaluate
 from webhook.core.policy import Policy
 from webhook.core.workloads import Subject
-from webhook.offline.documents import Document, DocumentError, load_documents
+from webhook.offline.documents import MAX_TEXT_BYTES, Document, DocumentError, load_documents
 from webhook.offline.report import Judged
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 
 
+STDIN = "<stdin>"
+
+
 @dataclass
 class Inputs:
-    """Manifest texts to judge, and the inputs that could not be used (with the reason)."""
+    """The manifest files to judge (read one at a time as they are judged), and the inputs that could not be used
+    (with the reason)."""
 
-    texts: list[tuple[str, str]] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # file names, STDIN for `-`
     errors: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # notes: inputs left out on purpose, and why
     installers: dict[str, str] = field(default_factory=dict)  # source -> k3s | rke2, for config files named so
+
+
+def read_manifest(source: str) -> str:
+    """The text of a manifest file (or stdin), refused past MAX_TEXT_BYTES before it is read: a regular file by
+    its size, anything else (a pipe, stdin) by reading one byte more than the limit, never the whole of it.
+    Raises DocumentError (too large, not UTF-8) or OSError."""
+    limit = MAX_TEXT_BYTES
+    refused = f"{source}: refused: larger than {limit // (1024 * 1024)} MiB"
+    if source == STDIN:
+        data = sys.stdin.buffer.read(limit + 1)
+    else:
+        with open(source, "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size > limit:
+                raise DocumentError(refused)
+            # read(n) allocates n bytes first: ask for the size stat() gave, and only then for the rest up to the
+            # limit (a file that grew, or one whose size stat() does not know, as in /proc).
+            data = stream.read(size + 1)
+            if len(data) > size:
+                data += stream.read(limit + 1 - len(data))
+    if len(data) > limit:
+        raise DocumentError(refused)
+    try:
+        # Bytes as written, line ends included: what kubectl and the kubelet read.
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DocumentError(f"{source}: not UTF-8 text") from None
 
 
 _TEMPLATE_ACTION = re.compile(r"\{\{-?\s.*?\}\}|\{\{[^}]*\}\}", re.S)
@@ -58,7 +90,7 @@ def _files_below(directory: Path) -> Iterator[Path]:
 def read_inputs(
     paths: Sequence[str], exclude: Sequence[str] = (), installers: Mapping[str, Sequence[str]] | None = None
 ) -> Inputs:
-    """The texts of the files named (directories searched), minus those matching an `exclude` glob (on the path
+    """The files named (directories searched), minus those matching an `exclude` glob (on the path
     as given or relative to the directory searched) and Helm chart templates, which are noted as skipped.
     `installers` names k3s/RKE2 configuration files (`{"k3s": [path, ...]}`), read as such wherever they are."""
     inputs = Inputs()
@@ -67,7 +99,7 @@ def read_inputs(
         paths = [*paths, *named]
     for name in paths:
         if name == "-":
-            inputs.texts.append(("<stdin>", sys.stdin.read()))
+            inputs.sources.append(STDIN)
             continue
         path = Path(name)
         files = list(_files_below(path)) if path.is_dir() else [path]
@@ -79,14 +111,7 @@ def read_inputs(
             if _in_chart_templates(file):
                 inputs.skipped.append(f"{file}: skipped, a Helm chart template (check `helm template` output)")
                 continue
-            try:
-                inputs.texts.append((str(file), file.read_text(encoding="utf-8")))
-            except FileNotFoundError:
-                inputs.errors.append(f"{file}: no such file or directory")
-            except UnicodeDecodeError:
-                inputs.errors.append(f"{file}: not UTF-8 text")
-            except OSError as err:
-                inputs.errors.append(f"{file}: cannot read: {err.strerror}")
+            inputs.sources.append(str(file))
     return inputs
 
 
@@ -189,19 +214,40 @@ def judge_text(text: str, source: str, policy: Policy, installer: str | None = N
     return judged
 
 
+def _judge_source(source: str, inputs: Inputs, policy: Policy) -> list[Judged]:
+    try:
+        text = read_manifest(source)
+    except DocumentError as err:
+        inputs.errors.append(str(err))
+        return []
+    except FileNotFoundError:
+        inputs.errors.append(f"{source}: no such file or directory")
+        return []
+    except OSError as err:
+        inputs.errors.append(f"{source}: cannot read: {err.strerror or err}")
+        return []
+    try:
+        return judge_text(text, source, policy, inputs.installers.get(source))
+    except DocumentError as err:
+        if _TEMPLATE_ACTION.search(text):
+            # `{{ .Values.x }}` outside a chart folder: a template, not broken YAML.
+            inputs.skipped.append(f"{source}: skipped, a template ({{{{ ... }}}}), not YAML")
+        else:
+            inputs.errors.append(str(err))
+    except RecursionError:
+        inputs.errors.append(f"{source}: refused: nested too deeply to read")
+    except Exception as err:  # one unreadable file must not cost the findings of every other file
+        inputs.errors.append(f"{source}: could not be read: {type(err).__name__}: {err}")
+    return []
+
+
 def judge_inputs(inputs: Inputs, policy: Policy) -> list[Judged]:
-    """The verdicts of every input; unusable ones are added to `inputs.errors`, templates to `inputs.skipped`."""
+    """The verdicts of every input, each file read and judged in turn; unusable ones are added to `inputs.errors`
+    (and judging goes on), templates to `inputs.skipped`."""
     judged: list[Judged] = []
-    for source, text in inputs.texts:
-        try:
-            judged.extend(judge_text(text, source, policy, inputs.installers.get(source)))
-        except DocumentError as err:
-            if _TEMPLATE_ACTION.search(text):
-                # `{{ .Values.x }}` outside a chart folder: a template, not broken YAML.
-                inputs.skipped.append(f"{source}: skipped, a template ({{{{ ... }}}}), not YAML")
-            else:
-                inputs.errors.append(str(err))
+    for source in inputs.sources:
+        judged.extend(_judge_source(source, inputs, policy))
     return judged
 
 
-__all__ = ["DocumentError", "Inputs", "judge_inputs", "judge_text", "read_inputs"]
+__all__ = ["DocumentError", "Inputs", "judge_inputs", "judge_text", "read_inputs", "read_manifest"]

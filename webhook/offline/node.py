@@ -12,6 +12,15 @@ from webhook.core.workloads import PROCESS_KIND, Subject
 from webhook.offline.report import Judged
 
 
+def argv_of(cmdline: bytes) -> list[str]:
+    """A process's argv from /proc/PID/cmdline: each argument followed by one NUL (proc(5)). Only that final NUL
+    goes; an empty argument stays one (`--tls-cert-file '' --v=2` is an empty file name, then --v=2)."""
+    if not cmdline:
+        return []  # a kernel thread, or a process that is exiting
+    body = cmdline[:-1] if cmdline.endswith(b"\0") else cmdline
+    return [part.decode("utf-8", "replace") for part in body.split(b"\0")]
+
+
 def apiserver_processes(proc_root: str | Path) -> tuple[list[tuple[int, list[str]]], list[str]]:
     """(pid, argv) of every process that runs kube-apiserver, and what could not be read."""
     root = Path(proc_root)
@@ -26,7 +35,7 @@ def apiserver_processes(proc_root: str | Path) -> tuple[list[tuple[int, list[str
             raw = (entry / "cmdline").read_bytes()
         except OSError:
             continue  # processes come and go, and some are not ours to read
-        argv = [part.decode("utf-8", "replace") for part in raw.rstrip(b"\0").split(b"\0") if part]
+        argv = argv_of(raw)
         if argv and find_apiserver_args(argv) is not None:
             found.append((int(entry.name), argv))
     return found, errors

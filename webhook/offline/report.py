@@ -14,6 +14,8 @@ from webhook.core.policy import Mode
 
 SARIF_SCHEMA = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
 INFORMATION_URI = "https://github.com/apiserver-tls-guard/apiserver-tls-guard"
+# The JSON report's shape: raised when a field changes meaning or goes away, not when one is added.
+JSON_SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -31,15 +33,23 @@ class Judged:
     def line_of(self, finding: Finding) -> int:
         return self.finding_lines.get((finding.container, finding.key), self.line)
 
+    def file_line_of(self, finding: Finding) -> int | None:
+        """The line in the file to fix, or None where there is no file line (a process, a cluster object)."""
+        return self.finding_lines.get((finding.container, finding.key))
+
 
 def failing(judged: Sequence[Judged]) -> list[tuple[Judged, Finding]]:
     """Every (object, finding) pair."""
     return [(j, f) for j in judged for f in j.verdict.findings]
 
 
-def should_fail(judged: Sequence[Judged]) -> bool:
-    """Exit 1 when anything is reported in enforce or warn mode; audit-mode findings are recorded only."""
-    return any(f.mode in (Mode.ENFORCE, Mode.WARN) for _, f in failing(judged))
+def exit_code(judged: Sequence[Judged], warn_exit_code: int = 1) -> int:
+    """1 when a finding is in enforce mode; `warn_exit_code` when the worst is in warn mode (Kyverno's
+    `--warn-exit-code`; 1 unless told); 0 when there are none, or only audit-mode ones."""
+    modes = {f.mode for _, f in failing(judged)}
+    if Mode.ENFORCE in modes:
+        return 1
+    return warn_exit_code if Mode.WARN in modes else 0
 
 
 def summary(judged: Sequence[Judged]) -> str:
@@ -92,6 +102,7 @@ def _finding_json(j: Judged, f: Finding) -> dict[str, Any]:
     return {
         "source": j.source,
         "document": j.document,
+        "line": j.file_line_of(f),
         "kind": subject.kind,
         "namespace": subject.namespace,
         "name": subject.name,
@@ -107,9 +118,11 @@ def _finding_json(j: Judged, f: Finding) -> dict[str, Any]:
 
 
 def as_json(judged: Sequence[Judged]) -> str:
-    """The report as JSON: counts, exemptions, and every finding with its message."""
+    """The report as JSON: its schema version, counts, exemptions, and every finding with its message and the
+    line to fix (null for a process or a cluster object)."""
     return json.dumps(
         {
+            "schemaVersion": JSON_SCHEMA_VERSION,
             "objects": len(judged),
             "apiservers": sum(1 for j in judged if j.verdict.runs_apiserver),
             "exempt": [
