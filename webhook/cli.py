@@ -233,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--certs-dir", help="also a static webhook on the node's loopback, with the CA found here (see `certs`)"
     )
     static.add_argument("--port", type=int, default=8443, help="the node-local webhook's port")
+    static.add_argument("--image", help="the node-local webhook's image (default: the published one, fully qualified)")
     static.add_argument(
         "--failure-policy",
         choices=["Ignore", "Fail"],

@@ -1,10 +1,12 @@
 """The Helm chart: linted and rendered by real helm (built from helm.sh/helm/v3 by `make kube`), equal to the
-kustomize overlays for the same choices, and installed with `--dry-run=server` on the real apiserver.
+kustomize overlays for the same choices, refusing bad values with a message that says what to change, and
+installed, upgraded and uninstalled on the real apiserver.
 
-Compared after two normalisations, each for a reason: helm's own labels (`app.kubernetes.io/managed-by`,
-`helm.sh/chart`) are dropped, and the policy ConfigMap's content-hash suffix is dropped (kustomize and the chart
-both name it by a hash of its content, with different hash functions); the policy files are compared as the YAML
-they parse to.
+Compared after normalisations, each for a reason: the labels helm and the release add (`managed-by`,
+`helm.sh/chart`, `instance`, `version`) are dropped; the policy ConfigMap's content-hash suffix is dropped
+(kustomize and the chart both name it by a hash of its content, with different hash functions) and the policy
+files are compared as the YAML they parse to; the chart's hooks (uninstall, `helm test`) have no kustomize
+counterpart, and the chart never makes the namespace it is installed into.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ HELM = KUBE_BIN / "helm"
 CHART = ROOT / "charts" / "apiserver-tls-guard"
 NAMESPACE = "apiserver-tls-guard"
 HASHED = re.compile(r"-[a-z0-9]{10}$")
+RELEASE_LABELS = (
+    "app.kubernetes.io/managed-by",
+    "helm.sh/chart",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -41,7 +49,7 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
 def template(*values: str) -> str:
     sets = [item for value in values for item in ("--set", value)]
     result = helm("template", "apiserver-tls-guard", str(CHART), "--namespace", NAMESPACE, "--kube-version", "1.37.2",
-                  "--set", "createNamespace=true", *sets)  # fmt: skip
+                  *sets)  # fmt: skip
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -69,11 +77,13 @@ def with_components(tmp_path: Path, base: str, *components: str) -> Path:
 def objects(text: str) -> dict[tuple[str, str], Any]:
     out = {}
     for doc in yaml.safe_load_all(text):
-        if not doc:
+        if not doc or "helm.sh/hook" in (doc["metadata"].get("annotations") or {}) or doc["kind"] == "Namespace":
             continue
         meta = doc["metadata"]
-        for label in ("app.kubernetes.io/managed-by", "helm.sh/chart"):
-            (meta.get("labels") or {}).pop(label, None)
+        template = (doc.get("spec") or {}).get("template") or {}
+        for labels in (meta.get("labels") or {}, (template.get("metadata") or {}).get("labels") or {}):
+            for label in RELEASE_LABELS:
+                labels.pop(label, None)
         if doc["kind"] == "ConfigMap":
             meta["name"] = HASHED.sub("", meta["name"])
             doc["data"] = {key: yaml.safe_load(value) for key, value in doc["data"].items()}
@@ -113,8 +123,11 @@ def test_chart_lints_clean() -> None:
         ("enforce", (), ("mode=enforce",)),
         ("warn", ("audit",), ("audit.enabled=true",)),
         ("warn", ("cert-manager",), ("certificates.source=cert-manager",)),
+        # issue 24 point 11: the cert-manager component used to replace every argument, the audit's among them
+        ("warn", ("audit", "cert-manager"), ("audit.enabled=true", "certificates.source=cert-manager")),
+        ("warn", ("cert-manager", "audit"), ("audit.enabled=true", "certificates.source=cert-manager")),
     ],
-    ids=["warn", "enforce", "warn+audit", "warn+cert-manager"],
+    ids=["warn", "enforce", "warn+audit", "warn+cert-manager", "warn+audit+cert-manager", "warn+cert-manager+audit"],
 )
 def test_chart_renders_what_kustomize_renders(
     control_plane: ControlPlane, tmp_path: Path, overlay: str, components: tuple[str, ...], values: tuple[str, ...]
@@ -131,6 +144,7 @@ def test_chart_values_reach_the_policy_and_the_deployment() -> None:
             "exemptions.namespaces[0]=lab",
             "replicas=3",
             "failurePolicy=Fail",
+            "expansionFailurePolicy=Fail",
             "image.tag=9.9.9",
             "resources.limits.memory=512Mi",
         )
@@ -141,7 +155,7 @@ def test_chart_values_reach_the_policy_and_the_deployment() -> None:
     deployment = rendered[("Deployment", "apiserver-tls-guard")]["spec"]
     assert deployment["replicas"] == 3
     [container] = deployment["template"]["spec"]["containers"]
-    assert container["image"] == "apiserver-tls-guard:9.9.9"
+    assert container["image"] == "ghcr.io/apiserver-tls-guard/apiserver-tls-guard:9.9.9"
     assert container["resources"]["limits"]["memory"] == "512Mi"
     webhooks = rendered[("ValidatingWebhookConfiguration", "apiserver-tls-guard")]["webhooks"]
     assert {w["failurePolicy"] for w in webhooks} == {"Fail"}
@@ -220,3 +234,180 @@ def test_cert_manager_overlay_on_the_real_apiserver(control_plane: ControlPlane)
     finally:
         control_plane.kubectl("delete", "validatingwebhookconfiguration", "apiserver-tls-guard", "--ignore-not-found")
         control_plane.kubectl("delete", "certificates,issuers", "--all", "-n", NAMESPACE)
+
+
+# --- issue 24: values are checked, each defect has its test ---------------------------------------------------
+
+
+def render(tmp_path: Path, *values: str, file: str = "") -> subprocess.CompletedProcess[str]:
+    """helm template with --set values and, given, a values file written as a user writes one (YAML types)."""
+    sets = [item for value in values for item in ("--set", value)]
+    if file:
+        (tmp_path / "values.yaml").write_text(file)
+        sets += ["-f", str(tmp_path / "values.yaml")]
+    return helm("template", "g", str(CHART), "--namespace", NAMESPACE, "--kube-version", "1.37.2", *sets)
+
+
+@pytest.mark.parametrize(
+    ("values", "file", "says"),
+    [
+        ((), "mode: enforec\n", "/mode"),
+        ((), "cisVersion: 1.20\n", "/cisVersion"),  # YAML reads 1.2, a number: the server would refuse it
+        ((), "cisVersion: '1.99'\n", "/cisVersion"),
+        (("certificates.source=certmanager",), "", "/certificates/source"),
+        (("certificates.source=external",), "", "certificates.external.caBundle is required"),
+        (("createNamespace=true",), "", "createNamespace was removed"),
+        (("replica=3",), "", "'replica' not allowed"),
+        (("timeoutSeconds=60",), "", "/timeoutSeconds"),
+        (("image.digest=latest",), "", "/image/digest"),
+        (("failurePolicy=fail",), "", "/failurePolicy"),
+        (("controls.no-such-control.mode=warn",), "", "no-such-control"),
+        (("controls.client-ca-file.mode=block",), "", "/controls/client-ca-file"),
+        (("audit.policyReports=wgpolicyk8s.io/v1",), "", "/audit/policyReports"),
+        (("podDisruptionBudget.maxUnavailable=1",), "", "not both"),
+        (("podDisruptionBudget.minAvailable=2",), "", "no node could ever be drained"),
+        (("podDisruptionBudget.minAvailable=100%",), "", "no node could ever be drained"),
+        (("networkPolicy.apiServerPorts={}",), "", "/networkPolicy/apiServerPorts"),
+        (("serviceMonitor.interval=often",), "", "/serviceMonitor/interval"),
+    ],
+)
+def test_bad_values_are_refused_with_what_to_change(
+    tmp_path: Path, values: tuple[str, ...], file: str, says: str
+) -> None:
+    result = render(tmp_path, *values, file=file)
+    assert result.returncode == 1, result.stdout[:500]
+    assert says in result.stderr, result.stderr
+
+
+def docs(result: subprocess.CompletedProcess[str]) -> dict[tuple[str, str], Any]:
+    assert result.returncode == 0, result.stderr
+    return {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(result.stdout) if d}
+
+
+def _container(rendered: dict[tuple[str, str], Any]) -> dict[str, Any]:
+    [container] = rendered[("Deployment", "apiserver-tls-guard")]["spec"]["template"]["spec"]["containers"]
+    return dict(container)
+
+
+def _policy(rendered: dict[tuple[str, str], Any]) -> Any:
+    [config] = [d for (kind, _), d in rendered.items() if kind == "ConfigMap"]
+    return yaml.safe_load(config["data"]["policy.yaml"])
+
+
+def test_mode_in_any_case_enforces_and_fails_closed(tmp_path: Path) -> None:
+    """The server reads `Enforce` as enforce; the failurePolicy used to compare case-sensitively (Ignore)."""
+    rendered = docs(render(tmp_path, "mode=Enforce"))
+    hooks = rendered[("ValidatingWebhookConfiguration", "apiserver-tls-guard")]["webhooks"]
+    assert {h["name"]: h["failurePolicy"] for h in hooks} == {
+        "pods.apiserver-tls-guard.io": "Fail", "workloads.apiserver-tls-guard.io": "Fail",
+        "expansions.apiserver-tls-guard.io": "Ignore"}  # fmt: skip
+    assert _policy(rendered)["mode"] == "enforce"
+
+
+def test_unquoted_off_for_policy_reports_is_off(tmp_path: Path) -> None:
+    rendered = docs(render(tmp_path, file="audit:\n  enabled: true\n  policyReports: off\n"))
+    assert "--policy-reports=off" in _container(rendered)["args"]
+
+
+def test_the_default_image_is_the_published_one_fully_qualified(tmp_path: Path) -> None:
+    """A bare `apiserver-tls-guard` is Docker Hub's library namespace: nothing is published there."""
+    from release.pin import chart_image
+    from webhook.commands.static import DEFAULT_IMAGE
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    published = f"{chart_image()}:{chart['appVersion']}"
+    assert _container(docs(render(tmp_path)))["image"] == published == DEFAULT_IMAGE
+    assert published.startswith("ghcr.io/")
+    digest = "sha256:" + "a" * 64
+    assert _container(docs(render(tmp_path, f"image.digest={digest}")))["image"] == f"{published}@{digest}"
+    mirror = _container(docs(render(tmp_path, "image.registry=registry.example:5000", "image.tag=1.2.3")))
+    assert mirror["image"] == "registry.example:5000/apiserver-tls-guard/apiserver-tls-guard:1.2.3"
+    assert _container(docs(render(tmp_path, "image.registry=")))["image"].startswith("apiserver-tls-guard/")
+
+
+def test_the_kustomize_base_uses_the_same_image(control_plane: ControlPlane, tmp_path: Path) -> None:
+    rendered = objects(kustomize(control_plane, ROOT / "manifests/overlays/warn"))
+    [container] = rendered[("Deployment", "apiserver-tls-guard")]["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == _container(docs(render(tmp_path)))["image"]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ((), {"minAvailable": 1}),
+        (("replicas=1",), None),  # one replica: any budget would block every drain
+        (("replicas=3", "podDisruptionBudget.minAvailable=null", "podDisruptionBudget.maxUnavailable=1"),
+         {"maxUnavailable": 1}),
+        (("replicas=3", "podDisruptionBudget.minAvailable=50%"), {"minAvailable": "50%"}),
+        (("podDisruptionBudget.enabled=false",), None),
+    ],
+)  # fmt: skip
+def test_the_disruption_budget_is_rendered_only_when_it_can_be_met(
+    tmp_path: Path, values: tuple[str, ...], expected: dict[str, Any] | None
+) -> None:
+    budget = docs(render(tmp_path, *values)).get(("PodDisruptionBudget", "apiserver-tls-guard"))
+    spec = budget["spec"] if budget is not None else None
+    assert (spec and {k: v for k, v in spec.items() if k != "selector"}) == expected
+
+
+def test_network_policy_can_be_off_and_its_api_ports_set(tmp_path: Path) -> None:
+    assert ("NetworkPolicy", "apiserver-tls-guard") not in docs(render(tmp_path, "networkPolicy.enabled=false"))
+    rendered = docs(render(tmp_path, "networkPolicy.apiServerPorts={443,16443,8443}"))
+    egress = rendered[("NetworkPolicy", "apiserver-tls-guard")]["spec"]["egress"]
+    assert egress[1]["ports"] == [{"port": p, "protocol": "TCP"} for p in (443, 16443, 8443)]
+
+
+def test_monitoring_values(tmp_path: Path) -> None:
+    rendered = docs(render(tmp_path, "prometheusRule.enabled=true", "prometheusRule.labels.release=kps",
+                           "monitoring.job=guard", "monitoring.runbookBaseURL=https://docs.example/rb",
+                           "serviceMonitor.enabled=true", "serviceMonitor.labels.release=kps"))  # fmt: skip
+    rule = rendered[("PrometheusRule", "apiserver-tls-guard")]
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    rules = rule["spec"]["groups"][0]["rules"]
+    assert all(r["annotations"]["runbook_url"].startswith("https://docs.example/rb#") for r in rules)
+    down = next(r for r in rules if r["alert"] == "ApiserverTLSGuardDown")
+    assert 'job="guard"' in down["expr"] and "apiserver-tls-guard" not in down["expr"]
+    monitor = rendered[("ServiceMonitor", "apiserver-tls-guard")]
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https" and endpoint["path"] == "/metrics"
+    ca = {"secret": {"name": "apiserver-tls-guard-certs", "key": "ca.crt"}}
+    assert endpoint["tlsConfig"] == {"serverName": f"apiserver-tls-guard.{NAMESPACE}.svc", "ca": ca}
+    service = rendered[("Service", "apiserver-tls-guard")]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+
+
+def test_labels_and_pod_settings(tmp_path: Path) -> None:
+    rendered = docs(render(tmp_path, "imagePullSecrets[0].name=regcred", "priorityClassName=system-cluster-critical",
+                           "tolerations[0].operator=Exists", "extraArgs[0]=--log-level=debug", "env[0].name=X",
+                           "env[0].value=y", "podLabels.team=platform", "podAnnotations.a=b"))  # fmt: skip
+    for (_, name), doc in rendered.items():
+        labels = doc["metadata"]["labels"]
+        assert labels["app.kubernetes.io/instance"] == "g" and labels["app.kubernetes.io/version"] == "0.1.0", name
+    deployment = rendered[("Deployment", "apiserver-tls-guard")]["spec"]
+    pod = deployment["template"]
+    assert deployment["selector"]["matchLabels"] == {"app.kubernetes.io/component": "webhook",
+                                                     "app.kubernetes.io/name": "apiserver-tls-guard"}  # fmt: skip
+    assert pod["metadata"]["labels"]["app.kubernetes.io/instance"] == "g"
+    assert pod["metadata"]["labels"]["team"] == "platform" and pod["metadata"]["annotations"] == {"a": "b"}
+    spec = pod["spec"]
+    assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}] and spec["priorityClassName"] == "system-cluster-critical"
+    assert spec["tolerations"] == [{"operator": "Exists"}]
+    container = spec["containers"][0]
+    assert container["args"][-1] == "--log-level=debug" and container["args"][1] == "--host=::"
+    assert {"name": "X", "value": "y"} in container["env"]
+
+
+def test_hooks_remove_the_webhook_configuration_first_and_test_the_answer(tmp_path: Path) -> None:
+    rendered = docs(render(tmp_path))
+    job = rendered[("Job", "apiserver-tls-guard-uninstall")]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:4] == ["python", "-m", "webhook.commands.lifecycle", "uninstall"]
+    assert container["args"] == ["--secret=apiserver-tls-guard-certs", "--policy-reports"]
+    selftest = rendered[("Pod", "apiserver-tls-guard-selftest")]
+    assert selftest["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    kept = docs(render(tmp_path, "uninstall.deleteSecret=false", "uninstall.deletePolicyReports=false"))
+    assert kept[("Job", "apiserver-tls-guard-uninstall")]["spec"]["template"]["spec"]["containers"][0]["args"] == []
+    assert ("Job", "apiserver-tls-guard-uninstall") not in docs(render(tmp_path, "uninstall.enabled=false"))

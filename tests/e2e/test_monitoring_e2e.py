@@ -49,7 +49,7 @@ def dashboard_exprs() -> list[str]:
 def test_alerts_parse_with_prometheus_own_parser(tmp_path: Path) -> None:
     result = check_rules(ALERTS)
     assert result.returncode == 0, result.stderr
-    assert "8 rules: SUCCESS" in result.stdout
+    assert "13 rules: SUCCESS" in result.stdout
     broken = tmp_path / "broken.yaml"
     broken.write_text(ALERTS.read_text().replace("> 0.1", "> > 0.1"))  # the checker must be able to say no
     result = check_rules(broken)

@@ -187,11 +187,14 @@ def cmd_vap(args: argparse.Namespace) -> int:
 
 def cmd_static(args: argparse.Namespace) -> int:
     """`static`: write the static guardrail and print the kube-apiserver flag that loads it."""
-    from webhook.commands.static import write
+    from webhook.commands.static import DEFAULT_IMAGE, write
 
     ca_pem = CertFiles(Path(args.certs_dir)).ca_cert.read_bytes() if args.certs_dir else None
     directory = Path(args.directory)
-    for path in write(directory, _policy(args), ca_pem=ca_pem, port=args.port, failure_policy=args.failure_policy):
+    image = args.image or DEFAULT_IMAGE
+    written = write(directory, _policy(args), ca_pem=ca_pem, port=args.port, failure_policy=args.failure_policy,
+                    image=image)  # fmt: skip
+    for path in written:
         print(f"wrote {path}", file=sys.stderr)
     config = directory.resolve() / "admission-configuration.yaml"
     print(f"kube-apiserver flag: --admission-control-config-file={config}")

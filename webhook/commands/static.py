@@ -30,6 +30,9 @@ from webhook.commands.vap import MATCH_CONDITIONS, RESOURCE_RULES, generate
 from webhook.core.policy import Policy
 
 SUFFIX = ".static.k8s.io"
+# The published image, fully qualified (a bare name would be Docker Hub's library namespace); release/pin.py keeps
+# its registry path and tag equal to the chart's and the kustomize base's.
+DEFAULT_IMAGE = "ghcr.io/apiserver-tls-guard/apiserver-tls-guard:0.1.0"
 WEBHOOK = f"apiserver-tls-guard{SUFFIX}"
 
 
@@ -138,7 +141,7 @@ def write(
     port: int = 8443,
     failure_policy: str = "Ignore",
     host_certs_dir: str = "/etc/kubernetes/apiserver-tls-guard",
-    image: str = "apiserver-tls-guard:0.1.0",
+    image: str = DEFAULT_IMAGE,
 ) -> list[Path]:
     """Write the static guardrail into `directory` (absolute paths inside the admission configuration)."""
     directory = directory.resolve()

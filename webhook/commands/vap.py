@@ -4,8 +4,9 @@ webhook at all (CEL, in-process: no certificates, no network hop, nothing to be 
 What CEL reads and what it leaves to the webhook. A CEL expression sees the pod spec, not a shell, the kubelet or
 pflag. The policies judge a container only when its command line is plain: `kube-apiserver` (any path) as the
 first item of `command` + `args`, and every other item of the form `--flag=value` with no `$` in it. Anything
-else that looks like a kube-apiserver (a shell script, a wrapper, hyperkube, an image entrypoint, `--flag value`,
-`$(VAR)`) is not passed silently: a separate policy, bound with Warn, says "this command line needs the webhook".
+else that could run a kube-apiserver (webhook.commands.prefilter: a shell script, a wrapper, hyperkube, an image
+entrypoint, `--flag value`, `$(VAR)` or any expansion that could make the name) is not passed silently: a
+separate policy, bound with Warn, says "this command line needs the webhook".
 Controls that depend on the Kubernetes version read from the image tag (retired flags) are left to the webhook.
 
 Modes become bindings: the controls in enforce mode are one policy bound with Deny, warn with Warn, audit with
@@ -20,33 +21,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from webhook.cmdline.flags import FALSE_WORDS, TRUE_WORDS
+from webhook.commands import prefilter
 from webhook.core.catalog import Control
 from webhook.core.policy import Mode, Policy
 
 NAME = "apiserver-tls-guard"
 DEFERRED_KEY = "needs-webhook"
 
-_SPEC = (
-    "object.kind == 'Pod' ? object.spec : "
-    "(object.kind == 'CronJob' ? object.spec.jobTemplate.spec.template.spec : object.spec.template.spec)"
-)
+_SPEC = prefilter.ANY_SPEC
 _OLD_SPEC = _SPEC.replace("object.", "oldObject.")
 
 
 def _containers(spec: str) -> str:
-    # Native sidecars (init containers with restartPolicy Always) serve for the pod's lifetime too.
-    return (
-        f"({spec}.containers + (has({spec}.initContainers) ? {spec}.initContainers.filter(c, "
-        "has(c.restartPolicy) && c.restartPolicy == 'Always') : []))"
-    )
+    # Every container list: a plain init container running kube-apiserver never exits (it serves while the pod
+    # stays in Init), and ephemeral containers run beside the others.
+    return prefilter.containers(spec)
 
 
 _ARGV = "((has(c.command) ? c.command : []) + (has(c.args) ? c.args : []))"
-_IMAGE = "(has(c.image) ? c.image : '')"
-_LOOKS_LIKE = (
-    f"{_ARGV}.exists(a, a.contains('kube-apiserver') || a.contains('hyperkube'))"
-    f" || {_IMAGE}.contains('kube-apiserver') || {_IMAGE}.contains('hyperkube')"
-)
+_MAY_RUN = prefilter.container_may_run()
 
 
 def _lit(value: str) -> str:
@@ -116,6 +109,8 @@ def _message(control: Control, benchmark: str) -> str:
 
 _VARIABLES = [
     {"name": "spec", "expression": _SPEC},
+    # Too big to scan within the cost limit: never judged here, always "needs the webhook".
+    {"name": "too_big", "expression": prefilter.too_big("variables.spec")},
     {"name": "argvs", "expression": f"{_containers('variables.spec')}.map(c, {_ARGV})"},
     {
         "name": "direct",
@@ -139,11 +134,17 @@ _VARIABLES = [
 
 MATCH_CONDITIONS = [
     {"name": "not-being-deleted", "expression": "!has(object.metadata.deletionTimestamp)"},
-    {"name": "runs-kube-apiserver", "expression": f"{_containers('(' + _SPEC + ')')}.exists(c, {_LOOKS_LIKE})"},
+    *prefilter.any_conditions(),
 ]
 
 RESOURCE_RULES = [
-    {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["pods"]},
+    {
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "operations": ["CREATE", "UPDATE"],
+        # An ephemeral container is added through its own subresource (kubectl debug), an UPDATE of the Pod.
+        "resources": ["pods", "pods/ephemeralcontainers"],
+    },
     {
         "apiGroups": ["apps"],
         "apiVersions": ["v1"],
@@ -214,12 +215,12 @@ def generate(policy: Policy) -> list[dict[str, Any]]:
         name = f"{NAME}-{mode.value}"
         objects += [_policy(name, validations), _binding(name, _ACTIONS[mode])]
     deferred = {
-        "expression": f"variables.unchanged || {_containers('variables.spec')}.filter(c, {_LOOKS_LIKE}).size() "
-        "== variables.readable.size()",
+        "expression": f"variables.unchanged || (!variables.too_big && {_containers('variables.spec')}"
+        f".filter(c, {_MAY_RUN}).size() == variables.readable.size())",
         "messageExpression": _lit(
             f"[{DEFERRED_KEY}] a kube-apiserver command line here is not one CEL can read (a shell script, a "
-            "wrapper, hyperkube, $(VAR), --flag value, or the image's entrypoint): apiserver-tls-guard's webhook "
-            "or `apiserver-tls-guard check` judges it"
+            "wrapper, hyperkube, $(VAR) or another expansion that could name it, --flag value, or the image's "
+            "entrypoint): apiserver-tls-guard's webhook or `apiserver-tls-guard check` judges it"
         ),
     }
     name = f"{NAME}-needs-webhook"
