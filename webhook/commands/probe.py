@@ -12,15 +12,17 @@ import ipaddress
 import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from webhook.commands.handlers import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
 from webhook.core.policy import load_policy
 
 if TYPE_CHECKING:
-    from webhook.probe.judge import Known, Trust
+    from webhook.probe.judge import Trust
     from webhook.probe.observe import Endpoint
     from webhook.probe.report import Probed
+    from webhook.probe.targets import ClusterConfig
 
 # Endpoints probed at once (each holds up to PARALLEL_HANDSHAKES connections of its own).
 PARALLEL_ENDPOINTS = 2
@@ -59,10 +61,17 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def _setup(args: argparse.Namespace) -> tuple[list[Endpoint], Trust, Known]:
-    """Endpoints, the CAs their chain must reach, and what is known of the cluster; ValueError/TargetError."""
+@dataclass(frozen=True)
+class _Setup:
+    endpoints: list[Endpoint]
+    trust: Trust
+    config: ClusterConfig | None
+
+
+def _setup(args: argparse.Namespace) -> _Setup:
+    """Endpoints, the CAs their chain must reach, the kubeconfig in use; ValueError or TargetError."""
     from webhook.probe import targets
-    from webhook.probe.judge import Known, Trust
+    from webhook.probe.judge import Trust
     from webhook.probe.observe import Endpoint
 
     use_kubeconfig = not args.urls or args.kubeconfig or args.context
@@ -84,31 +93,17 @@ def _setup(args: argparse.Namespace) -> tuple[list[Endpoint], Trust, Known]:
         trust = Trust(targets.system_cas(), "the system's trusted CAs (no --ca)")
     if args.service_ip:
         ipaddress.ip_address(args.service_ip)  # ValueError names the bad value
-    known = Known(
-        client_issuer=config.client_issuer() if config else None,
-        service_ip=args.service_ip,
-        service_ip_unknown="no kubeconfig given to read the kubernetes Service from; give --service-ip",
-    )
-    if config is not None and (args.all_endpoints or not args.service_ip):
-        view = targets.cluster_view(config.kubeconfig, args.context, args.all_endpoints)
-        if not args.service_ip:
-            known = Known(known.client_issuer, view.service_ip, view.service_ip_unknown)
-        if args.all_endpoints:
-            if view.endpoints is None:
-                raise targets.TargetError(f"--all-endpoints: {view.endpoints_unknown}")
-            name = endpoints[0].server_name
-            endpoints = [Endpoint(host, port, name) for host, port in view.endpoints]
-    elif args.all_endpoints:
+    if args.all_endpoints and config is None:
         raise targets.TargetError("--all-endpoints needs a kubeconfig (or the in-cluster account) to read from")
-    return endpoints, trust, known
+    return _Setup(endpoints, trust, config)
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from webhook.probe import report
     from webhook.probe.handshake import ProbeError
-    from webhook.probe.judge import judge, probe_catalog
-    from webhook.probe.observe import Observation, observe
-    from webhook.probe.targets import TargetError
+    from webhook.probe.judge import Known, judge, probe_catalog
+    from webhook.probe.observe import Endpoint, Observation, observe
+    from webhook.probe.targets import TargetError, cluster_view
 
     policy = load_policy(args.config, mode=args.mode, cisVersion=args.cis_version)
     if args.expiry_days < 0 or args.timeout <= 0:
@@ -116,9 +111,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     catalog = probe_catalog()
     benchmark = policy.benchmark_for(None)
     try:
-        endpoints, trust, known = _setup(args)
+        setup = _setup(args)
     except (TargetError, ValueError) as err:
         return _fail(str(err))
+    config, endpoints = setup.config, setup.endpoints
 
     def one(endpoint: Endpoint) -> Observation | str:
         try:
@@ -126,8 +122,27 @@ def cmd_probe(args: argparse.Namespace) -> int:
         except ProbeError as err:
             return str(err)
 
-    with ThreadPoolExecutor(max_workers=PARALLEL_ENDPOINTS, thread_name_prefix="probe-endpoint") as pool:
+    known = Known(
+        client_issuer=config.client_issuer() if config else None,
+        service_ip=args.service_ip,
+        service_ip_unknown="no kubeconfig given to read the kubernetes Service from; give --service-ip",
+    )
+    with ThreadPoolExecutor(max_workers=PARALLEL_ENDPOINTS + 1, thread_name_prefix="probe-endpoint") as pool:
+        # The API is asked while the endpoints are probed: the kubernetes client alone takes ~0.5 s to load.
+        view = None
+        if config is not None and (args.all_endpoints or not args.service_ip):
+            view = pool.submit(cluster_view, config.kubeconfig, args.context, args.all_endpoints)
+        if args.all_endpoints:
+            assert view is not None
+            found = view.result()
+            if found.endpoints is None:
+                return _fail(f"--all-endpoints: {found.endpoints_unknown}")
+            name = endpoints[0].server_name
+            endpoints = [Endpoint(host, port, name) for host, port in found.endpoints]
         observed = list(pool.map(one, endpoints))
+        if view is not None and not args.service_ip:
+            found = view.result()
+            known = Known(known.client_issuer, found.service_ip, found.service_ip_unknown)
     now = dt.datetime.now(dt.UTC)
     results: list[Probed] = []
     errors: list[str] = []
@@ -135,7 +150,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         if isinstance(item, str):
             errors.append(item)
             continue
-        outcomes = judge(item, trust, known, catalog, benchmark, now, args.expiry_days)
+        outcomes = judge(item, setup.trust, known, catalog, benchmark, now, args.expiry_days)
         results.append(report.Probed(item, tuple(outcomes)))
     if args.format == "json":
         print(report.as_json(results, errors, policy, catalog, benchmark))
