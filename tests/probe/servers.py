@@ -39,6 +39,11 @@ class Config:
     minimum: int = SSL.TLS1_2_VERSION
     maximum: int = SSL.TLS1_3_VERSION
     statuses: Mapping[str, int] = field(default_factory=dict)  # path -> status; others 401
+    # path (with query) -> JSON answered 200 to `Authorization: Bearer <API_TOKEN>`: a tiny Kubernetes API
+    api: Mapping[str, object] = field(default_factory=dict)
+
+
+API_TOKEN = "probe-unit-token"
 
 
 def context(config: Config) -> SSL.Context:
@@ -56,7 +61,7 @@ def context(config: Config) -> SSL.Context:
     return ctx
 
 
-def _answer(conn: SSL.Connection, statuses: Mapping[str, int]) -> None:
+def _answer(conn: SSL.Connection, config: Config) -> None:
     data = b""
     while b"\r\n\r\n" not in data and len(data) < 65536:
         chunk = conn.recv(4096)
@@ -64,14 +69,16 @@ def _answer(conn: SSL.Connection, statuses: Mapping[str, int]) -> None:
             return
         data += chunk
     path = data.split(b" ", 2)[1].decode() if data.count(b" ") >= 2 else "/"
-    status = statuses.get(path, 401)
+    status = config.statuses.get(path, 401)
     message = {401: "Unauthorized", 403: f'forbidden: User "system:anonymous" cannot get path "{path}"'}
     body = json.dumps({"kind": "Status", "code": status, "message": message.get(status, "")}).encode()
+    if path in config.api and f"authorization: bearer {API_TOKEN}".encode() in data.lower():
+        status, body = 200, json.dumps(config.api[path]).encode()
     head = f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
     conn.sendall(head.encode() + b"Connection: close\r\n\r\n" + body)
 
 
-def _serve_one(sock: socket.socket, ctx: SSL.Context, statuses: Mapping[str, int]) -> None:
+def _serve_one(sock: socket.socket, ctx: SSL.Context, config: Config) -> None:
     # Blocking (pyOpenSSL turns a socket timeout into WantReadError), with a kernel receive timeout instead.
     sock.setblocking(True)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 5, 0))
@@ -79,7 +86,7 @@ def _serve_one(sock: socket.socket, ctx: SSL.Context, statuses: Mapping[str, int
     conn.set_accept_state()
     try:
         conn.do_handshake()
-        _answer(conn, statuses)
+        _answer(conn, config)
         conn.shutdown()
     except (SSL.Error, OSError):
         pass  # a refused handshake: what kube-apiserver counts in apiserver_tls_handshake_errors_total
@@ -102,7 +109,7 @@ def serving(config: Config) -> Iterator[int]:
                 sock, _ = listener.accept()
             except OSError:
                 return
-            threading.Thread(target=_serve_one, args=(sock, ctx, config.statuses), daemon=True).start()
+            threading.Thread(target=_serve_one, args=(sock, ctx, config), daemon=True).start()
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()

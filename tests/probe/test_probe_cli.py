@@ -17,7 +17,7 @@ import yaml
 from tests.conftest import cli
 from tests.probe import certs
 from tests.probe.conftest import Pki
-from tests.probe.servers import ANONYMOUS_OFF, ANONYMOUS_ON, Config, serving, silent
+from tests.probe.servers import ANONYMOUS_OFF, ANONYMOUS_ON, API_TOKEN, Config, serving, silent
 
 STRONG_RSA = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384"
 
@@ -164,3 +164,67 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
     result = cli("probe", "https://127.0.0.1:1", "--ca", str(bad_ca))
     assert result.returncode == 2 and "no PEM certificates" in result.stderr
     assert "Traceback" not in missing.stderr + result.stderr
+
+
+def _slice(port: int, *addresses: tuple[str, bool]) -> dict[str, Any]:
+    return {
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [a], "conditions": {"ready": ready}} for a, ready in addresses],
+    }
+
+
+def test_all_endpoints_probes_every_ready_address_of_the_endpointslices(pki: Pki) -> None:
+    ca = pki.file("api-ca.crt", pki.cluster_ca)
+    weak = Config(pki.rsa_cert, pki.rsa_key, ciphers="ECDHE-RSA-AES128-SHA")
+    strong = Config(pki.rsa_cert, pki.rsa_key, ciphers=STRONG_RSA)
+    with serving(weak) as weak_port, serving(strong) as strong_port:
+        slices = {
+            "items": [
+                _slice(weak_port, ("127.0.0.1", True), ("192.0.2.77", False)),  # not ready: not probed
+                _slice(strong_port, ("127.0.0.1", True)),
+            ]
+        }
+        api = Config(
+            pki.rsa_cert,
+            pki.rsa_key,
+            api={
+                "/api/v1/namespaces/default/services/kubernetes": {"spec": {"clusterIP": "10.96.0.1"}},
+                "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+                "?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes": slices,
+            },
+        )
+        with serving(api) as api_port:
+            path = pki.directory / "token.kubeconfig"
+            server = f"https://127.0.0.1:{api_port}"
+            path.write_text(
+                yaml.safe_dump(
+                    {
+                        "clusters": [{"name": "c", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+                        "users": [{"name": "u", "user": {"token": API_TOKEN}}],
+                        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                        "current-context": "x",
+                    }
+                )
+            )
+            start = time.monotonic()
+            result = cli("probe", "--kubeconfig", str(path), "--all-endpoints", "--format", "json")
+            elapsed = time.monotonic() - start
+    assert result.returncode == 1, result.stderr
+    data = json.loads(result.stdout)
+    urls = [e["url"] for e in data["endpoints"]]
+    assert urls == [f"https://127.0.0.1:{weak_port}", f"https://127.0.0.1:{strong_port}"]
+    by_url = {e["url"]: {c["control"]: c["state"] for c in e["controls"]} for e in data["endpoints"]}
+    assert by_url[urls[0]]["tls-cipher-suites-strong"] == "fail"
+    assert by_url[urls[1]]["tls-cipher-suites-strong"] == "pass"
+    # The Service IP came from the API, so the names are judged in full.
+    assert by_url[urls[1]]["served-cert-names"] == "pass"
+    assert elapsed < 2.5, elapsed
+
+
+def test_all_endpoints_without_api_access_is_exit_2(pki: Pki) -> None:
+    with serving(Config(pki.rsa_cert, pki.rsa_key)) as port:
+        kubeconfig = _kubeconfig(pki, f"https://127.0.0.1:{port}", None)
+        result = cli("probe", "--kubeconfig", str(kubeconfig), "--all-endpoints")
+    assert result.returncode == 2
+    assert result.stderr.startswith("apiserver-tls-guard probe: --all-endpoints: could not list EndpointSlices")
+    assert "HTTP 401" in result.stderr

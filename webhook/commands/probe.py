@@ -128,10 +128,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
         service_ip_unknown="no kubeconfig given to read the kubernetes Service from; give --service-ip",
     )
     with ThreadPoolExecutor(max_workers=PARALLEL_ENDPOINTS + 1, thread_name_prefix="probe-endpoint") as pool:
-        # The API is asked while the endpoints are probed: the kubernetes client alone takes ~0.5 s to load.
+        # The API is asked while the endpoints are probed, not before.
         view = None
         if config is not None and (args.all_endpoints or not args.service_ip):
-            view = pool.submit(cluster_view, config.kubeconfig, args.context, args.all_endpoints)
+            view = pool.submit(cluster_view, config, args.context, args.all_endpoints)
         if args.all_endpoints:
             assert view is not None
             found = view.result()

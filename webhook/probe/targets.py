@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,12 @@ from cryptography import x509
 from webhook.core import yaml_text
 
 IN_CLUSTER_CA = Path("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
+IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+SERVICE_PATH = "/api/v1/namespaces/default/services/kubernetes"
 SERVICE_LABEL = "kubernetes.io/service-name=kubernetes"
+SLICES_PATH = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices?" + urllib.parse.urlencode(
+    {"labelSelector": SERVICE_LABEL}
+)
 
 
 class TargetError(Exception):
@@ -37,6 +43,10 @@ class ClusterConfig:
     ca_source: str
     client_cert_pem: bytes | None
     kubeconfig: str | None  # None: in-cluster
+    client_key_pem: bytes | None = None
+    token: str | None = None
+    insecure: bool = False  # insecure-skip-tls-verify: only for the API reads, the probe never trusts anyway
+    plugin: bool = False  # exec or auth-provider credentials: only the kubernetes client can get them
 
     def client_issuer(self) -> x509.Name | None:
         if not self.client_cert_pem:
@@ -126,9 +136,16 @@ def load(kubeconfig: str | None, context: str | None) -> ClusterConfig:
         raise TargetError(f"kubeconfig cluster {cluster_name!r} has no server")
     ca_pem, ca_source = _data(cluster, "certificate-authority", origin[f"cluster/{cluster_name}"], "cluster CA")
     user_item = _named(merged["users"], user_name)
-    client_pem = None
+    user = (user_item.get("user") or {}) if user_item is not None else {}
+    client_pem = client_key = None
+    token = user.get("token")
     if user_item is not None:
-        client_pem, _ = _data(user_item.get("user") or {}, "client-certificate", origin[f"user/{user_name}"], "cert")
+        where = origin[f"user/{user_name}"]
+        client_pem, _ = _data(user, "client-certificate", where, "client certificate")
+        client_key, _ = _data(user, "client-key", where, "client key")
+        if not token and user.get("tokenFile"):
+            token_data, _ = _data({"t": user["tokenFile"]}, "t", where, "token file")
+            token = token_data.decode().strip() if token_data else None
     return ClusterConfig(
         server=str(server),
         server_name=cluster.get("tls-server-name"),
@@ -136,6 +153,10 @@ def load(kubeconfig: str | None, context: str | None) -> ClusterConfig:
         ca_source=f"the kubeconfig's CA ({ca_source})" if ca_pem else "",
         client_cert_pem=client_pem,
         kubeconfig=str(paths[0]),
+        client_key_pem=client_key,
+        token=str(token) if token else None,
+        insecure=bool(cluster.get("insecure-skip-tls-verify")),
+        plugin=bool(user.get("exec") or user.get("auth-provider")),
     )
 
 
@@ -146,7 +167,12 @@ def _in_cluster() -> ClusterConfig:
         ca = IN_CLUSTER_CA.read_bytes()
     except OSError:
         ca = None
-    return ClusterConfig(f"https://{host}:{port}", None, ca, f"the service account's CA ({IN_CLUSTER_CA})", None, None)
+    try:
+        token = IN_CLUSTER_TOKEN.read_text().strip()
+    except OSError:
+        token = None
+    source = f"the service account's CA ({IN_CLUSTER_CA})"
+    return ClusterConfig(f"https://{host}:{port}", None, ca, source, None, None, token=token)
 
 
 def read_cas(pem: bytes, source: str) -> tuple[x509.Certificate, ...]:
@@ -184,9 +210,88 @@ class ClusterView:
     endpoints_unknown: str
 
 
-def cluster_view(kubeconfig: str | None, context: str | None, want_endpoints: bool) -> ClusterView:
-    """Read the kubernetes Service (and, when asked, its EndpointSlices) with the kubeconfig's credentials."""
-    from kubernetes import client  # the client is slow to import: only when a cluster is asked
+class _ApiError(Exception):
+    """A read of the API that did not work: the reason, for the report."""
+
+
+def _get(config: ClusterConfig, path: str, timeout: float) -> Any:
+    """GET one API path with the kubeconfig's own credentials (certificate or token), JSON decoded."""
+    import http.client
+    import json
+    import ssl
+    import tempfile
+
+    context = ssl.create_default_context(cadata=config.ca_pem.decode() if config.ca_pem else None)
+    if config.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if config.client_cert_pem and config.client_key_pem:
+        # ssl loads a client pair from files only: a private directory that lives for the call.
+        with tempfile.TemporaryDirectory() as directory:
+            pair = Path(directory) / "client.pem"
+            pair.write_bytes(config.client_key_pem + b"\n" + config.client_cert_pem)
+            context.load_cert_chain(pair)
+    parts = urllib.parse.urlsplit(config.server)
+    if config.server_name:
+        context.check_hostname = False  # tls-server-name: the name differs from the address; the CA still holds
+    connection = http.client.HTTPSConnection(parts.hostname or "", parts.port or 443, timeout=timeout, context=context)
+    headers = {"Accept": "application/json", "User-Agent": "apiserver-tls-guard-probe"}
+    if config.token:
+        headers["Authorization"] = f"Bearer {config.token}"
+    try:
+        connection.request("GET", parts.path.rstrip("/") + path, headers=headers)
+        response = connection.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as err:
+        raise _ApiError(_short(err)) from None
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise _ApiError(f"HTTP {response.status} {response.reason}".strip())
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise _ApiError("the answer is not JSON") from None
+
+
+def cluster_view(config: ClusterConfig, context: str | None, want_endpoints: bool) -> ClusterView:
+    """Read the kubernetes Service (and, when asked, its EndpointSlices) with the kubeconfig's credentials.
+
+    Directly over HTTPS when the kubeconfig holds a certificate or token: the kubernetes client takes longer to
+    import (0.5-5 s on a loaded machine) than the whole probe; it is used only for exec and auth-provider users.
+    """
+    if config.plugin:
+        return _cluster_view_by_client(config.kubeconfig, context, want_endpoints)
+    try:
+        service = _get(config, SERVICE_PATH, 5)
+        ip, ip_why = (service.get("spec") or {}).get("clusterIP"), ""
+    except _ApiError as err:
+        ip, ip_why = None, f"could not read Service default/kubernetes: {err}"
+    if not want_endpoints:
+        return ClusterView(ip, ip_why, None, "")
+    try:
+        slices = _get(config, SLICES_PATH, 5).get("items") or []
+    except _ApiError as err:
+        return ClusterView(ip, ip_why, None, f"could not list EndpointSlices of default/kubernetes: {err}")
+    return _view(ip, ip_why, slices)
+
+
+def _view(ip: str | None, ip_why: str, slices: list[Any]) -> ClusterView:
+    found: list[tuple[str, int]] = []
+    for item in slices:
+        ports = [p["port"] for p in item.get("ports") or () if p.get("port") and p.get("name") in (None, "", "https")]
+        for endpoint in item.get("endpoints") or ():
+            if (endpoint.get("conditions") or {}).get("ready") is False:
+                continue
+            for address in endpoint.get("addresses") or ():
+                found.extend((address, port) for port in ports)
+    if not found:
+        return ClusterView(ip, ip_why, None, "the default/kubernetes EndpointSlices list no ready address")
+    return ClusterView(ip, ip_why, tuple(dict.fromkeys(found)), "")
+
+
+def _cluster_view_by_client(kubeconfig: str | None, context: str | None, want_endpoints: bool) -> ClusterView:
+    from kubernetes import client  # slow to import: only for credentials only it can get
 
     from webhook.kube import KubeConfigError, api_client
 
@@ -208,17 +313,8 @@ def cluster_view(kubeconfig: str | None, context: str | None, want_endpoints: bo
             )
         except Exception as err:
             return ClusterView(ip, ip_why, None, f"could not list EndpointSlices of default/kubernetes: {_short(err)}")
-    found: list[tuple[str, int]] = []
-    for item in slices.items:
-        ports = [p.port for p in item.ports or () if p.port and (p.name in (None, "", "https"))]
-        for endpoint in item.endpoints or ():
-            if endpoint.conditions is not None and endpoint.conditions.ready is False:
-                continue
-            for address in endpoint.addresses or ():
-                found.extend((address, port) for port in ports)
-    if not found:
-        return ClusterView(ip, ip_why, None, "the default/kubernetes EndpointSlices list no ready address")
-    return ClusterView(ip, ip_why, tuple(dict.fromkeys(found)), "")
+    items = [api.sanitize_for_serialization(i) for i in slices.items]  # type: ignore[no-untyped-call]
+    return _view(ip, ip_why, items)
 
 
 def _short(err: Exception) -> str:
