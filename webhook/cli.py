@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     from webhook.commands import probe
 
     probe.register(sub, _add_policy_options)
+    probe.add_serve_options(serve)
     return parser
 
 

@@ -146,6 +146,7 @@ def servers(
             "--anonymous-auth=false",
             f"--tls-cipher-suites={STRONG}",
             "--tls-min-version=VersionTLS12",
+            "--bind-address=0.0.0.0",  # reachable on the host's address too, as an EndpointSlice lists it
         ],
         "loose": [
             *serving("loose", 5),
@@ -154,6 +155,7 @@ def servers(
             f"--authentication-config={base / 'authn.yaml'}",
             f"--tls-cipher-suites={WEAK_BUT_VALID}",
             "--tls-min-version=VersionTLS10",
+            "--bind-address=0.0.0.0",
         ],
     }
     made: dict[str, Server] = {}
@@ -383,3 +385,114 @@ def test_a_tls_terminating_proxy_reports_its_own_posture(servers: dict[str, Serv
     # What passes through is kube-apiserver's own answer: anonymous is still refused.
     assert got["anonymous-auth-disabled"][0] == "pass"
     assert data["endpoints"][0]["observed"]["certificate"]["issuer"] == "CN=cloud-front-end-ca"
+
+
+# --- every backend of the kubernetes Service: --all-endpoints and serve --probe-interval ------------------
+
+
+def _host_address() -> str:
+    """This machine's own non-loopback address: EndpointSlice validation refuses loopback ones."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.connect(("192.0.2.1", 9))  # no packet is sent: this only picks the outgoing interface
+        address: str = sock.getsockname()[0]
+    if address.startswith("127."):
+        pytest.skip("no non-loopback address on this machine for an EndpointSlice")
+    return address
+
+
+@pytest.fixture(scope="module")
+def two_backends(servers: dict[str, Server]) -> Iterator[tuple[Server, list[str]]]:
+    """EndpointSlices of default/kubernetes, in the hardened server's API, listing the hardened and the loose
+    server as two backends of one Service (a Service rotates between them; the probe must see each)."""
+    host = _host_address()
+    api = servers["hardened"]
+    urls = []
+    for name in ("hardened", "loose"):
+        port = servers[name].apiserver.port
+        urls.append(f"https://{host}:{port}")
+        body = {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": f"kubernetes-probe-{name}",
+                "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "kubernetes"},
+            },
+            "addressType": "IPv4",
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
+        }
+        result = cli_kubectl(api.kubeconfig, "apply", "-f", "-", stdin=json.dumps(body))
+        assert result.returncode == 0, result.stderr
+    yield api, urls
+
+
+def cli_kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> Any:
+    import shutil
+    import subprocess
+
+    kubectl = shutil.which("kubectl")
+    assert kubectl
+    return subprocess.run(
+        [kubectl, f"--kubeconfig={kubeconfig}", *args], input=stdin, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_all_endpoints_judges_each_backend_of_the_service(two_backends: tuple[Server, list[str]]) -> None:
+    api, urls = two_backends
+    code, data, stderr = probe("--kubeconfig", str(api.kubeconfig), "--all-endpoints")
+    assert code == 1, stderr
+    assert sorted(e["url"] for e in data["endpoints"]) == sorted(urls)
+    by_url = {e["url"]: {c["control"]: c["state"] for c in e["controls"]} for e in data["endpoints"]}
+    hardened, loose = urls
+    assert by_url[hardened]["tls-cipher-suites-strong"] == "pass"
+    assert by_url[loose]["tls-cipher-suites-strong"] == "fail"
+    assert by_url[loose]["served-cert-not-expiring"] == "fail"
+
+
+def _metrics(port: int, ca: Path) -> str:
+    context = ssl.create_default_context(cafile=str(ca))
+    context.check_hostname = False
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/metrics", context=context, timeout=5) as response:
+        text: str = response.read().decode()
+    return text
+
+
+def test_serve_probe_interval_exports_each_backend(two_backends: tuple[Server, list[str]], tmp_path: Path) -> None:
+    from tests.conftest import start_server, stop_server
+
+    api, urls = two_backends
+    certs_dir = tmp_path / "certs"
+    assert cli("certs", "--out", str(certs_dir)).returncode == 0
+    server = start_server(certs_dir, tmp_path, "--probe-interval", "2", "--kubeconfig", str(api.kubeconfig))
+    try:
+        deadline = time.monotonic() + 30
+        text = ""
+        while time.monotonic() < deadline:
+            text = _metrics(server.port, certs_dir / "ca.crt")
+            if all(f'probe_last_success_timestamp_seconds{{endpoint="{u}"}}' in text for u in urls):
+                break
+            time.sleep(0.5)
+    finally:
+        stop_server(server)
+    hardened, loose = urls
+    lines = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("apiserver_tls_guard_probe")
+    }
+    with_print = [
+        line for line in text.splitlines() if line.startswith("apiserver_tls_guard_probe") and hardened in line
+    ]
+    print("\nprobe e2e: metric lines for one endpoint:\n" + "\n".join(with_print))
+
+    def finding(url: str, control: str) -> float:
+        return lines[f'apiserver_tls_guard_probe_findings{{control="{control}",endpoint="{url}"}}']
+
+    assert finding(hardened, "tls-cipher-suites-strong") == 0
+    assert finding(loose, "tls-cipher-suites-strong") == 1
+    assert finding(loose, "client-ca-file") == 1 and finding(hardened, "client-ca-file") == 0
+    assert finding(loose, "served-cert-not-expiring") == 1
+    expiry = lines[f'apiserver_tls_guard_probe_certificate_expiry_timestamp_seconds{{endpoint="{loose}"}}']
+    assert 4 * 86400 < expiry - time.time() < 5 * 86400
+    assert lines['apiserver_tls_guard_probe_runs_total{result="ok"}'] >= 2

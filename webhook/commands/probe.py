@@ -56,6 +56,17 @@ def register(sub: argparse._SubParsersAction, add_policy_options: Callable[..., 
     probe.set_defaults(func=cmd_probe)
 
 
+def add_serve_options(serve: argparse.ArgumentParser) -> None:
+    """`serve --probe-interval`: the continuous probe (webhook/probe/continuous.py) beside the webhook."""
+    serve.add_argument(
+        "--probe-interval",
+        type=float,
+        default=0.0,
+        help="seconds between probes of every API server endpoint (the default/kubernetes EndpointSlices), "
+        "exported as metrics (0, the default: no probe; needs get/list on that EndpointSlice)",
+    )
+
+
 def _fail(message: str) -> int:
     print(f"apiserver-tls-guard probe: {message}", file=sys.stderr)
     return EXIT_USAGE
