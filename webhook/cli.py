@@ -254,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("--server-name", help="name to verify, e.g. apiserver-tls-guard.apiserver-tls-guard.svc")
     review.add_argument("--dry-run", action="store_true", help="mark the request dryRun, as --dry-run=server does")
     review.set_defaults(func=handlers.cmd_review)
+
+    # `probe`: judge running API servers from the network; its options live with it in commands/probe.py.
+    from webhook.commands import probe
+
+    probe.register(sub, _add_policy_options)
+    probe.add_serve_options(serve)
     return parser
 
 

@@ -50,6 +50,7 @@ class ServeSettings:
     audit_interval: float = 0.0  # seconds between continuous audits of the cluster; 0: no audit
     report_api: str | None = None  # write Policy Reports in this API (wgpolicyk8s.io/v1alpha2, openreports.io/...)
     kubeconfig: str | None = None  # for the audit outside a cluster (default: in-cluster, or $KUBECONFIG)
+    probe_interval: float = 0.0  # seconds between continuous probes of the API server endpoints; 0: none
     # The ASGI app factory; benchmarks swap in a bare app to measure the same server and TLS stack.
     app_factory: str = "webhook.runtime.serving:build_app"
 
@@ -93,6 +94,10 @@ def build_app() -> ASGIApp:
 
         auditor = ClusterAuditor(in_force, settings.audit_interval, settings.report_api, connect)
         background.append(auditor.run)
+    if settings.probe_interval > 0:
+        from webhook.probe import continuous
+
+        background.append(continuous.background(in_force, settings.probe_interval, settings.kubeconfig))
     return create_app(in_force, background=background)
 
 

@@ -1,0 +1,49 @@
+"""The continuous probe's rounds and the metrics they leave, against local TLS servers."""
+
+from __future__ import annotations
+
+import socket
+
+from cryptography import x509
+from prometheus_client import REGISTRY
+
+from tests.probe.conftest import Pki
+from tests.probe.servers import ANONYMOUS_ON, Config, serving
+from webhook.core.policy import PolicyInForce, load_policy
+from webhook.probe.continuous import ProbeLoop, Targets
+from webhook.probe.judge import Known, Trust
+from webhook.probe.observe import Endpoint
+
+
+def _value(name: str, **labels: str) -> float | None:
+    return REGISTRY.get_sample_value(f"apiserver_tls_guard_{name}", labels)
+
+
+def test_a_round_exports_expiry_findings_and_last_success_and_forgets_gone_endpoints(pki: Pki) -> None:
+    in_force = PolicyInForce(load_policy(None), "test")
+    trust = Trust((pki.cluster_ca.cert,), "test CA")
+    config = Config(pki.rsa_cert, pki.rsa_key, ciphers="ECDHE-RSA-AES128-GCM-SHA256", statuses=ANONYMOUS_ON)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead = Endpoint("127.0.0.1", closed.getsockname()[1])
+        with serving(config) as port:
+            live = Endpoint("127.0.0.1", port)
+            endpoints = [live, dead]
+            loop = ProbeLoop(in_force, 60, lambda: Targets(list(endpoints), trust, Known(service_ip="10.96.0.1")))
+            errors_before = _value("probe_runs_total", result="error") or 0
+            assert loop.once() == 1
+    url = live.url
+    served = x509.load_pem_x509_certificate(pki.rsa_cert.read_bytes())
+    assert _value("probe_certificate_expiry_timestamp_seconds", endpoint=url) == served.not_valid_after_utc.timestamp()
+    assert _value("probe_findings", endpoint=url, control="anonymous-auth-disabled") == 1
+    assert _value("probe_findings", endpoint=url, control="tls-cert-and-key") == 0
+    assert _value("probe_findings", endpoint=url, control="authz-not-always-allow") == 0
+    assert _value("probe_findings", endpoint=url, control="client-ca-file") == 1
+    assert (_value("probe_last_success_timestamp_seconds", endpoint=url) or 0) > 0
+    assert _value("probe_last_success_timestamp_seconds", endpoint=dead.url) is None
+    assert _value("probe_runs_total", result="error") == errors_before + 1
+    # The endpoint leaves the EndpointSlice: its series go with it.
+    endpoints.remove(live)
+    loop.once()
+    assert _value("probe_certificate_expiry_timestamp_seconds", endpoint=url) is None
+    assert _value("probe_findings", endpoint=url, control="anonymous-auth-disabled") is None

@@ -1,0 +1,176 @@
+"""Continuous probe: `serve --probe-interval N` probes every API server endpoint from inside the cluster and
+exports what it found as metrics on the project's registry (webhook/runtime/metrics.py serves them on /metrics).
+
+Every round reads the `default/kubernetes` EndpointSlices (a Service rotates between backends, so each is probed
+on its own), probes each address as `probe` does, and sets, per endpoint: the served certificate's expiry, one
+0/1 series per judged control (1: failing), and the time of the last successful probe. The Service IP the
+certificate must name is $KUBERNETES_SERVICE_HOST inside a pod, so the only read the loop needs is that
+EndpointSlice list. Rounds are spaced by the interval and each endpoint's handshakes are bounded
+(webhook/probe/handshake.py PARALLEL_HANDSHAKES); every refused suite still shows in kube-apiserver's
+`apiserver_tls_handshake_errors_total`, about 60 per endpoint per round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import ipaddress
+import logging
+import os
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import Counter, Gauge
+
+from webhook.core.policy import PolicyInForce
+from webhook.probe import judge as judging
+from webhook.probe import targets
+from webhook.probe.handshake import ProbeError
+from webhook.probe.judge import FAIL, PASS, Known, Trust
+from webhook.probe.observe import Endpoint, observe
+from webhook.runtime import logs
+from webhook.runtime.metrics import NAMESPACE
+
+log = logging.getLogger("apiserver_tls_guard")
+
+PROBE_CERT_EXPIRY = Gauge(
+    f"{NAMESPACE}_probe_certificate_expiry_timestamp_seconds",
+    "When the certificate an API server endpoint serves expires, as a Unix timestamp (continuous probe).",
+    ["endpoint"],
+    multiprocess_mode="max",
+)
+PROBE_FINDINGS = Gauge(
+    f"{NAMESPACE}_probe_findings",
+    "1 when the control fails on the endpoint, 0 when it passes; controls the network cannot show have no series.",
+    ["endpoint", "control"],
+    multiprocess_mode="max",
+)
+PROBE_LAST_SUCCESS = Gauge(
+    f"{NAMESPACE}_probe_last_success_timestamp_seconds",
+    "When the endpoint was last probed to the end, as a Unix timestamp.",
+    ["endpoint"],
+    multiprocess_mode="max",
+)
+PROBE_RUNS = Counter(
+    f"{NAMESPACE}_probe_runs_total",
+    "Probes of one endpoint, by result (ok: probed to the end; error: it could not be probed).",
+    ["result"],
+)
+
+
+@dataclass(frozen=True)
+class Targets:
+    """One round's endpoints, the CAs their chain must reach, and what is known of the cluster."""
+
+    endpoints: list[Endpoint]
+    trust: Trust
+    known: Known
+
+
+def in_cluster_targets(kubeconfig: str | None) -> Targets:
+    """Every ready address of the default/kubernetes EndpointSlices (the kubeconfig's server when they cannot be
+    read), the cluster CA, and the Service IP from $KUBERNETES_SERVICE_HOST."""
+    config = targets.load(kubeconfig, None)
+    view = targets.cluster_view(config, None, want_endpoints=True)
+    fallback = Endpoint.parse(config.server, config.server_name)
+    if view.endpoints is None:
+        log.warning("probe: probing the Service only", extra=logs.fields(reason=view.endpoints_unknown))
+        endpoints = [fallback]
+    else:
+        endpoints = [Endpoint(host, port, fallback.server_name) for host, port in view.endpoints]
+    cas = targets.read_cas(config.ca_pem, config.ca_source) if config.ca_pem else targets.system_cas()
+    service_ip = view.service_ip or _service_host()
+    why = view.service_ip_unknown or "no $KUBERNETES_SERVICE_HOST"
+    return Targets(endpoints, Trust(cas, config.ca_source or "the system's trusted CAs"), Known(None, service_ip, why))
+
+
+def background(
+    in_force: PolicyInForce, interval: float, kubeconfig: str | None
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """The coroutine function `serve` runs beside the webhook (webhook/runtime/serving.py build_app)."""
+    return ProbeLoop(in_force, interval, lambda: in_cluster_targets(kubeconfig)).run
+
+
+def _service_host() -> str | None:
+    host = os.environ.get("KUBERNETES_SERVICE_HOST", "")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+class ProbeLoop:
+    """Probes on an interval in a thread, so admission reviews are never held up by a handshake."""
+
+    def __init__(
+        self,
+        in_force: PolicyInForce,
+        interval: float,
+        resolve: Callable[[], Targets],
+        timeout: float = 3.0,
+        expiry_days: int = 30,
+    ) -> None:
+        self.in_force = in_force
+        self.expiry_days = expiry_days
+        self.interval = interval
+        self.resolve = resolve
+        self.timeout = timeout
+        self._seen: set[str] = set()
+
+    def once(self) -> int:
+        """One round over every endpoint; returns how many could not be probed."""
+        round_ = self.resolve()
+        policy = self.in_force.policy
+        catalog = judging.probe_catalog()
+        benchmark = policy.benchmark_for(None)
+        failed = 0
+        current = {e.url for e in round_.endpoints}
+        for gone in self._seen - current:
+            self._forget(gone)
+        self._seen = current
+        for endpoint in round_.endpoints:
+            try:
+                observation = observe(endpoint, self.timeout)
+            except ProbeError as err:
+                failed += 1
+                PROBE_RUNS.labels("error").inc()
+                log.error("probe failed", extra=logs.fields(endpoint=endpoint.url, error=str(err)))
+                continue
+            now = dt.datetime.now(dt.UTC)
+            outcomes = judging.judge(observation, round_.trust, round_.known, catalog, benchmark, now, self.expiry_days)
+            PROBE_CERT_EXPIRY.labels(endpoint.url).set(observation.handshake.leaf.not_valid_after_utc.timestamp())
+            for outcome in outcomes:
+                if outcome.state in (PASS, FAIL):
+                    PROBE_FINDINGS.labels(endpoint.url, outcome.key).set(1 if outcome.state == FAIL else 0)
+            PROBE_LAST_SUCCESS.labels(endpoint.url).set(time.time())
+            PROBE_RUNS.labels("ok").inc()
+            log.info(
+                "probe",
+                extra=logs.fields(
+                    endpoint=endpoint.url,
+                    failing=[o.key for o in outcomes if o.state == FAIL],
+                    durationMs=round(observation.seconds * 1000, 1),
+                ),
+            )
+        return failed
+
+    def _forget(self, url: str) -> None:
+        """An endpoint that left the EndpointSlice: its series go, or alerts would fire on a removed server."""
+        for gauge in (PROBE_CERT_EXPIRY, PROBE_LAST_SUCCESS):
+            with contextlib.suppress(KeyError):
+                gauge.remove(url)
+        for control in judging.observed_keys():
+            with contextlib.suppress(KeyError):
+                PROBE_FINDINGS.remove(url, control)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.once)
+            except Exception as err:  # the probe must never take the webhook down with it
+                PROBE_RUNS.labels("error").inc()
+                log.error("probe round failed", extra=logs.fields(error=f"{type(err).__name__}: {err}"))
+            await asyncio.sleep(self.interval)
