@@ -13,11 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.admission.test_http import COMPLIANT, NO_TLS, apiserver_pod, without
 from tests.apiserver_client import admission_review
 from tests.conftest import start_server, stop_server
 from webhook.admission.app import answer_review
-from webhook.admission.review import Response
+from webhook.admission.review import Response, bounded_warnings
 from webhook.admission.verdict_cache import VerdictCache, serialize
 from webhook.core.policy import load_policy
 
@@ -112,3 +114,11 @@ def test_the_verdict_cache_is_bounded_by_bytes_and_keeps_no_oversize_answer() ->
     small = VerdictCache()
     answer_review(policy, json.dumps(admission_review(apiserver_pod(*COMPLIANT))).encode(), small)
     assert len(small) == 1
+
+
+@pytest.mark.parametrize("size", [5, 60, 119, 120, 4000, 5000])
+def test_warnings_stay_within_what_kube_apiserver_keeps_whole(size: int) -> None:
+    """apiserver/pkg/endpoints/filters/warning.go: past 4 * 1024 runes in all, every warning is cut to 256."""
+    kept = bounded_warnings(["w" * size] * 1000)
+    assert sum(len(w) for w in kept) <= 4096
+    assert "more warnings left out" in kept[-1]

@@ -165,7 +165,8 @@ def test_the_policy_the_chart_renders_is_one_the_webhook_accepts(tmp_path: Path)
     from tests.conftest import cli
 
     rendered = objects(template("mode=enforce", "controls.anonymous-auth-disabled.mode=enforce",
-                                "exemptions.names[0]=kube-apiserver-lab-*"))  # fmt: skip
+                                "exemptions.names[0].pattern=kube-apiserver-lab-*",
+                                "exemptions.names[0].namespaces[0]=lab"))  # fmt: skip
     policy = tmp_path / "policy.yaml"
     policy.write_text(yaml.safe_dump(rendered[("ConfigMap", "apiserver-tls-guard-policy")]["data"]["policy.yaml"]))
     result = cli("controls", "--config", str(policy), "--format", "json")

@@ -147,7 +147,7 @@ def bounded_warnings(warnings: Sequence[str], total: int = WARNINGS_TOTAL) -> tu
     kept: list[str] = []
     used = 0
     for i, text in enumerate(warnings):
-        if used + len(text) > total - 60:  # room for the last line
+        if used + len(text) > total - 100:  # room for the last line
             kept.append(f"apiserver-tls-guard: {len(warnings) - i} more warnings left out; see the audit log")
             break
         kept.append(text)

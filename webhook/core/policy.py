@@ -278,8 +278,10 @@ def _scope(raw: Mapping[str, Any], where: str) -> frozenset[str]:
 
 
 def _name_exemption(raw: Any, where: str) -> tuple[str, frozenset[str]]:
-    if isinstance(raw, str) and name_pattern_problem(raw) is not None:
-        raise ConfigError(f"{where}: {name_pattern_problem(raw)}")
+    # The old shape (a bare glob): say first what else is wrong with the pattern, then what it lacks.
+    problem = name_pattern_problem(raw) if isinstance(raw, str) else None
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
     if not isinstance(raw, Mapping):
         raise ConfigError(
             f"{where}: expected {{pattern: <glob>, namespaces: [<namespace>, ...]}}, got {raw!r}: {_SCOPE_WHY}"
@@ -367,7 +369,9 @@ def parse_policy(data: Mapping[str, Any], catalog: Catalog | None = None, source
     )
     selectors = tuple(
         _selector_exemption(raw, f"{source}: exemptions.labelSelectors[{i}]")
-        for i, raw in enumerate(_list(ex.get("labelSelectors"), f"{source}: exemptions.labelSelectors", "selectors"))
+        for i, raw in enumerate(
+            _list(ex.get("labelSelectors"), f"{source}: exemptions.labelSelectors", "label selectors")
+        )
     )
     exemptions = Exemptions(
         namespaces=frozenset(_strings(ex.get("namespaces"), f"{source}: exemptions.namespaces", "namespaces")),
