@@ -79,7 +79,7 @@ def test_a_silent_endpoint_times_out_on_time() -> None:
         start = time.monotonic()
         with pytest.raises(ProbeError, match=r"no answer within 0\.5 s$"):
             handshake.full_handshake("127.0.0.1", port, None, 0.5)
-        assert time.monotonic() - start < 1.5
+        assert time.monotonic() - start < 0.5 + 2  # one timeout, with slack for a loaded machine
 
 
 @contextmanager
