@@ -227,3 +227,33 @@ def test_all_endpoints_without_api_access_is_exit_2(pki: Pki) -> None:
     assert result.returncode == 2
     assert result.stderr.startswith("apiserver-tls-guard probe: --all-endpoints: could not list EndpointSlices")
     assert "HTTP 401" in result.stderr
+
+
+def test_policyreport_is_one_cluster_scoped_report(pki: Pki) -> None:
+    ca = pki.file("ca.crt", pki.cluster_ca)
+    with serving(Config(pki.rsa_cert, pki.rsa_key, statuses=ANONYMOUS_ON)) as port:
+        url = f"https://127.0.0.1:{port}"
+        result = cli("probe", url, "--ca", str(ca), "--service-ip", "10.96.0.1", "--format", "policyreport")
+        openreports = cli(
+            "probe", url, "--ca", str(ca), "--format", "policyreport", "--report-api", "openreports.io/v1alpha1"
+        )
+    assert result.returncode == 1, result.stderr
+    report = yaml.safe_load(result.stdout)
+    assert (report["apiVersion"], report["kind"]) == ("wgpolicyk8s.io/v1alpha2", "ClusterPolicyReport")
+    assert "namespace" not in report["metadata"] and report["metadata"]["name"] == "apiserver-tls-guard-probe"
+    by_policy = {r["policy"]: r for r in report["results"]}
+    assert by_policy["client-ca-file"]["result"] == "fail"  # scored
+    assert by_policy["anonymous-auth-disabled"]["result"] == "warn"  # manual in the benchmark
+    assert by_policy["authz-not-always-allow"]["result"] == "pass"
+    assert by_policy["tls-cert-and-key"]["properties"] == {
+        "benchmark": "1.5.1",
+        "mode": "enforce",
+        "endpoint": url,
+        "cisId": "1.2.30",
+    }
+    assert sum(report["summary"].values()) == len(report["results"])
+    other = yaml.safe_load(openreports.stdout)
+    assert (other["kind"], other["source"]) == ("ClusterReport", "apiserver-tls-guard")
+    names = {r["policy"]: r for r in other["results"]}
+    assert names["served-cert-names"]["result"] == "skip"  # no Service IP given: not observable, never a pass
+    assert names["served-cert-names"]["message"].startswith("not observable: ")
