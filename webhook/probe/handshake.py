@@ -196,6 +196,9 @@ def accepts(host: str, port: int, server_name: str | None, version: int, ciphers
     deadline = time.monotonic() + timeout
     try:
         conn, sock = _connect(host, port, server_name, _context(version, version, ciphers), deadline)
+    except (SSL.SysCallError, SSL.ZeroReturnError) as err:
+        # Closed or reset without an alert: that says nothing about the suite (an overloaded server, a proxy).
+        return _reason(err, host, port, timeout)
     except SSL.Error:
         return False  # the server's alert (or our own "no ciphers available"): not accepted
     except (OSError, TimeoutError) as err:
