@@ -377,6 +377,8 @@ def test_a_tls_terminating_proxy_reports_its_own_posture(servers: dict[str, Serv
     ca.write_bytes(front_ca.pem)
     with terminating_proxy(servers["hardened"].url, cert, key) as port:
         code, data, _ = probe(f"https://127.0.0.1:{port}", "--ca", str(ca), "--service-ip", SERVICE_IP)
+        text = cli("probe", f"https://127.0.0.1:{port}", "--ca", str(ca), "--service-ip", SERVICE_IP).stdout
+    print("\n--- probe, TLS-terminating proxy in front of the hardened kube-apiserver:\n" + text)
     assert code == 1
     got = states(data)
     # The front end's certificate and TLS settings, not kube-apiserver's: "endpoint posture".

@@ -257,3 +257,20 @@ def test_policyreport_is_one_cluster_scoped_report(pki: Pki) -> None:
     names = {r["policy"]: r for r in other["results"]}
     assert names["served-cert-names"]["result"] == "skip"  # no Service IP given: not observable, never a pass
     assert names["served-cert-names"]["message"].startswith("not observable: ")
+
+
+def test_cis_version_picks_the_ids_and_the_strong_list(pki: Pki) -> None:
+    # ECDHE-RSA AES-CBC-SHA is outside v1.5.1's strong list and inside v1.10.0's (kube-bench valid_elements).
+    with serving(Config(pki.rsa_cert, pki.rsa_key, ciphers="ECDHE-RSA-AES128-SHA")) as port:
+        url = f"https://127.0.0.1:{port}"
+        old = cli("probe", url, "--format", "json")
+        new = cli("probe", url, "--format", "json", "--cis-version", "1.10.0")
+        bad = cli("probe", url, "--cis-version", "9.9")
+    ciphers = {
+        d["benchmark"]: {c["control"]: c for c in d["endpoints"][0]["controls"]}
+        for d in map(json.loads, (old.stdout, new.stdout))
+    }
+    assert ciphers["1.5.1"]["tls-cipher-suites-strong"]["state"] == "fail"
+    assert ciphers["1.10.0"]["tls-cipher-suites-strong"]["state"] == "pass"
+    assert ciphers["1.10.0"]["tls-cert-and-key"]["cisId"] == "1.2.24"
+    assert bad.returncode == 2 and "9.9" in bad.stderr and "Traceback" not in bad.stderr
