@@ -218,7 +218,8 @@ class SuiteScan:
 
 def tls12_suites(key_type: str) -> list[str]:
     """The TLS 1.2 suites (OpenSSL names) a server with this certificate key type ("RSA", "EC") could accept."""
-    wanted = {"RSA": "RSA", "EC": "ECDSA"}.get(key_type)
+    # TLS 1.2 signs ECDHE_ECDSA suites with EdDSA keys too (RFC 8422), as Go and OpenSSL do.
+    wanted = "RSA" if key_type == "RSA" else "ECDSA"
     return [name for name in IANA if auth_of(name) in (wanted, "none")]
 
 
