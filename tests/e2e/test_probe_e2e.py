@@ -377,6 +377,8 @@ def test_a_tls_terminating_proxy_reports_its_own_posture(servers: dict[str, Serv
     ca.write_bytes(front_ca.pem)
     with terminating_proxy(servers["hardened"].url, cert, key) as port:
         code, data, _ = probe(f"https://127.0.0.1:{port}", "--ca", str(ca), "--service-ip", SERVICE_IP)
+        text = cli("probe", f"https://127.0.0.1:{port}", "--ca", str(ca), "--service-ip", SERVICE_IP).stdout
+    print("\n--- probe, TLS-terminating proxy in front of the hardened kube-apiserver:\n" + text)
     assert code == 1
     got = states(data)
     # The front end's certificate and TLS settings, not kube-apiserver's: "endpoint posture".
@@ -464,13 +466,33 @@ def test_serve_probe_interval_exports_each_backend(two_backends: tuple[Server, l
     api, urls = two_backends
     certs_dir = tmp_path / "certs"
     assert cli("certs", "--out", str(certs_dir)).returncode == 0
-    server = start_server(certs_dir, tmp_path, "--probe-interval", "2", "--kubeconfig", str(api.kubeconfig))
+    crd = KUBE_BIN / "crds" / "wgpolicyk8s.io_clusterpolicyreports.yaml"
+    require_built(crd)
+    applied = cli_kubectl(api.kubeconfig, "apply", "--server-side", "-f", str(crd))
+    assert applied.returncode == 0, applied.stderr
+    cli_kubectl(api.kubeconfig, "wait", "--for=condition=Established", "crd/clusterpolicyreports.wgpolicyk8s.io")
+    server = start_server(
+        certs_dir,
+        tmp_path,
+        "--probe-interval",
+        "2",
+        "--kubeconfig",
+        str(api.kubeconfig),
+        "--policy-reports",
+        "wgpolicyk8s.io/v1alpha2",
+    )
     try:
         deadline = time.monotonic() + 30
         text = ""
         while time.monotonic() < deadline:
             text = _metrics(server.port, certs_dir / "ca.crt")
             if all(f'probe_last_success_timestamp_seconds{{endpoint="{u}"}}' in text for u in urls):
+                break
+            time.sleep(0.5)
+        # The round writes its report after its last endpoint: wait for it while the server still runs.
+        while time.monotonic() < deadline:
+            got = cli_kubectl(api.kubeconfig, "get", "clusterpolicyreport", "apiserver-tls-guard-probe", "-o", "json")
+            if got.returncode == 0:
                 break
             time.sleep(0.5)
     finally:
@@ -496,3 +518,12 @@ def test_serve_probe_interval_exports_each_backend(two_backends: tuple[Server, l
     expiry = lines[f'apiserver_tls_guard_probe_certificate_expiry_timestamp_seconds{{endpoint="{loose}"}}']
     assert 4 * 86400 < expiry - time.time() < 5 * 86400
     assert lines['apiserver_tls_guard_probe_runs_total{result="ok"}'] >= 2
+    # The same verdicts in the cluster-scoped Policy Report, written through the real API.
+    assert got.returncode == 0, got.stderr
+    report = json.loads(got.stdout)
+    verdicts = {(r["properties"]["endpoint"], r["policy"]): r["result"] for r in report["results"] if "properties" in r}
+    assert verdicts[(hardened, "tls-cipher-suites-strong")] == "pass"
+    assert verdicts[(loose, "tls-cipher-suites-strong")] == "warn"  # manual in the benchmark
+    assert verdicts[(loose, "client-ca-file")] == "fail"
+    assert verdicts[(hardened, "authz-not-always-allow")] == "skip"  # anonymous refused: not observable
+    assert verdicts[(loose, "served-cert-not-expiring")] == "fail"

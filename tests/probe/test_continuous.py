@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from cryptography import x509
 from prometheus_client import REGISTRY
@@ -47,3 +48,25 @@ def test_a_round_exports_expiry_findings_and_last_success_and_forgets_gone_endpo
     loop.once()
     assert _value("probe_certificate_expiry_timestamp_seconds", endpoint=url) is None
     assert _value("probe_findings", endpoint=url, control="anonymous-auth-disabled") is None
+
+
+def test_a_round_hands_its_cluster_report_to_the_writer(pki: Pki) -> None:
+    written: list[dict[str, Any]] = []
+    with serving(Config(pki.rsa_cert, pki.rsa_key)) as port, socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        endpoints = [Endpoint("127.0.0.1", port), Endpoint("127.0.0.1", closed.getsockname()[1])]
+        trust = Trust((pki.cluster_ca.cert,), "test CA")
+        loop = ProbeLoop(
+            PolicyInForce(load_policy(None), "test"),
+            60,
+            lambda: Targets(endpoints, trust, Known()),
+            write_report=written.append,
+            report_api="openreports.io/v1alpha1",
+        )
+        loop.once()
+    [report] = written
+    assert report["kind"] == "ClusterReport"
+    endpoints_seen = {r["properties"]["endpoint"] for r in report["results"] if "properties" in r}
+    assert endpoints_seen == {f"https://127.0.0.1:{port}"}
+    [error] = [r for r in report["results"] if r["result"] == "error"]
+    assert error["message"].endswith("connection refused")

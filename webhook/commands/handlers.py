@@ -56,8 +56,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     else:
         ensure_certs(args.certs_dir, args.service, args.namespace)
-    if args.policy_reports != "off" and args.audit_interval <= 0:
-        print("apiserver-tls-guard: --policy-reports needs --audit-interval above 0", file=sys.stderr)
+    if args.policy_reports != "off" and args.audit_interval <= 0 and args.probe_interval <= 0:
+        print(
+            "apiserver-tls-guard: --policy-reports needs --audit-interval or --probe-interval above 0", file=sys.stderr
+        )
         return EXIT_USAGE
     settings = ServeSettings(
         certs_dir=args.certs_dir,

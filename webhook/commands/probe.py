@@ -44,7 +44,18 @@ def register(sub: argparse._SubParsersAction, add_policy_options: Callable[..., 
         action="store_true",
         help="probe every ready address of the default/kubernetes EndpointSlices (a Service rotates between them)",
     )
-    probe.add_argument("--format", choices=["text", "json", "sarif"], default="text")
+    probe.add_argument(
+        "--format",
+        choices=["text", "json", "sarif", "policyreport"],
+        default="text",
+        help="policyreport: one cluster-scoped Policy Report in YAML (kubectl apply -f - takes it)",
+    )
+    probe.add_argument(
+        "--report-api",
+        choices=["wgpolicyk8s.io/v1alpha2", "openreports.io/v1alpha1"],
+        default="wgpolicyk8s.io/v1alpha2",
+        help="the Policy Report API of --format policyreport",
+    )
     probe.add_argument(
         "--expiry-days", type=int, default=30, help="served-cert-not-expiring fails within this many days"
     )
@@ -167,6 +178,15 @@ def cmd_probe(args: argparse.Namespace) -> int:
         print(report.as_json(results, errors, policy, catalog, benchmark))
     elif args.format == "sarif":
         print(report.as_sarif(results, policy, catalog, benchmark))
+    elif args.format == "policyreport":
+        import time
+
+        import yaml
+
+        from webhook.probe.policyreport import cluster_report
+
+        made = cluster_report(results, errors, policy, catalog, benchmark, args.report_api, time.time())
+        print(yaml.safe_dump(made, sort_keys=False), end="")
     else:
         print(report.text(results, errors, policy, catalog, benchmark))
     for error in errors:

@@ -31,6 +31,8 @@ from webhook.probe import targets
 from webhook.probe.handshake import ProbeError
 from webhook.probe.judge import FAIL, PASS, Known, Trust
 from webhook.probe.observe import Endpoint, observe
+from webhook.probe.policyreport import CLUSTER_REPORT_APIS, REPORT_NAME, cluster_report
+from webhook.probe.report import Probed
 from webhook.runtime import logs
 from webhook.runtime.metrics import NAMESPACE
 
@@ -87,11 +89,43 @@ def in_cluster_targets(kubeconfig: str | None) -> Targets:
     return Targets(endpoints, Trust(cas, config.ca_source or "the system's trusted CAs"), Known(None, service_ip, why))
 
 
+def report_writer(kubeconfig: str | None, api_version: str) -> Callable[[dict[str, Any]], None]:
+    """Creates or replaces the cluster-scoped report (RBAC: get, create, update on that one kind)."""
+
+    def write(report: dict[str, Any]) -> None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        from webhook.kube import api_client
+
+        group, _, version = api_version.partition("/")
+        plural = CLUSTER_REPORT_APIS[api_version][1]
+        with api_client(kubeconfig, None) as api:
+            objects = client.CustomObjectsApi(api)
+            try:
+                current: dict[str, Any] = objects.get_cluster_custom_object(  # type: ignore[assignment]
+                    group, version, plural, REPORT_NAME, _request_timeout=30
+                )
+            except ApiException as err:
+                if err.status != 404:
+                    raise
+                objects.create_cluster_custom_object(group, version, plural, report, _request_timeout=30)
+                return
+            report["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            objects.replace_cluster_custom_object(group, version, plural, REPORT_NAME, report, _request_timeout=30)
+
+    return write
+
+
 def background(
-    in_force: PolicyInForce, interval: float, kubeconfig: str | None
+    in_force: PolicyInForce, interval: float, kubeconfig: str | None, report_api: str | None = None
 ) -> Callable[[], Coroutine[Any, Any, None]]:
     """The coroutine function `serve` runs beside the webhook (webhook/runtime/serving.py build_app)."""
-    return ProbeLoop(in_force, interval, lambda: in_cluster_targets(kubeconfig)).run
+    writer = report_writer(kubeconfig, report_api) if report_api else None
+    loop = ProbeLoop(
+        in_force, interval, lambda: in_cluster_targets(kubeconfig), write_report=writer, report_api=report_api or ""
+    )
+    return loop.run
 
 
 def _service_host() -> str | None:
@@ -112,8 +146,12 @@ class ProbeLoop:
         resolve: Callable[[], Targets],
         timeout: float = 3.0,
         expiry_days: int = 30,
+        write_report: Callable[[dict[str, Any]], None] | None = None,
+        report_api: str = "wgpolicyk8s.io/v1alpha2",
     ) -> None:
         self.in_force = in_force
+        self.write_report = write_report
+        self.report_api = report_api
         self.expiry_days = expiry_days
         self.interval = interval
         self.resolve = resolve
@@ -127,6 +165,8 @@ class ProbeLoop:
         catalog = judging.probe_catalog()
         benchmark = policy.benchmark_for(None)
         failed = 0
+        probed: list[Probed] = []
+        errors: list[str] = []
         current = {e.url for e in round_.endpoints}
         for gone in self._seen - current:
             self._forget(gone)
@@ -136,11 +176,13 @@ class ProbeLoop:
                 observation = observe(endpoint, self.timeout)
             except ProbeError as err:
                 failed += 1
+                errors.append(str(err))
                 PROBE_RUNS.labels("error").inc()
                 log.error("probe failed", extra=logs.fields(endpoint=endpoint.url, error=str(err)))
                 continue
             now = dt.datetime.now(dt.UTC)
             outcomes = judging.judge(observation, round_.trust, round_.known, catalog, benchmark, now, self.expiry_days)
+            probed.append(Probed(observation, tuple(outcomes)))
             PROBE_CERT_EXPIRY.labels(endpoint.url).set(observation.handshake.leaf.not_valid_after_utc.timestamp())
             for outcome in outcomes:
                 if outcome.state in (PASS, FAIL):
@@ -155,6 +197,9 @@ class ProbeLoop:
                     durationMs=round(observation.seconds * 1000, 1),
                 ),
             )
+        if self.write_report is not None:
+            made = cluster_report(probed, errors, policy, catalog, benchmark, self.report_api, time.time())
+            self.write_report(made)
         return failed
 
     def _forget(self, url: str) -> None:

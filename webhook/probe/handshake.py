@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from cryptography import x509
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 
 from webhook.probe.suites import IANA, auth_of
 
@@ -46,9 +46,8 @@ class CaName:
         return cert.subject.public_bytes() == self.der
 
 
-def _ca_name(name: crypto.X509Name) -> CaName:
-    parts = [f"{k.decode(errors='replace')}={v.decode(errors='replace')}" for k, v in name.get_components()]
-    return CaName(name.der(), ",".join(reversed(parts)))  # RFC 4514 lists the most specific attribute first
+def _ca_name(name: x509.Name) -> CaName:
+    return CaName(name.public_bytes(), name.rfc4514_string())
 
 
 @dataclass(frozen=True)
@@ -178,8 +177,8 @@ def full_handshake(host: str, port: int, server_name: str | None, timeout: float
     except (OSError, SSL.Error) as err:
         raise ProbeError(_reason(err, host, port, timeout)) from None
     try:
-        chain = tuple(c.to_cryptography() for c in conn.get_peer_cert_chain(as_cryptography=False) or ())
-        names = tuple(_ca_name(n) for n in conn.get_client_ca_list())
+        chain = tuple(conn.get_peer_cert_chain(as_cryptography=True) or ())
+        names = tuple(_ca_name(n) for n in conn.get_client_ca_list(as_cryptography=True))
         protocol = conn.get_protocol_version_name()
         cipher = conn.get_cipher_name() or ""
     finally:
@@ -197,6 +196,9 @@ def accepts(host: str, port: int, server_name: str | None, version: int, ciphers
     deadline = time.monotonic() + timeout
     try:
         conn, sock = _connect(host, port, server_name, _context(version, version, ciphers), deadline)
+    except (SSL.SysCallError, SSL.ZeroReturnError) as err:
+        # Closed or reset without an alert: that says nothing about the suite (an overloaded server, a proxy).
+        return _reason(err, host, port, timeout)
     except SSL.Error:
         return False  # the server's alert (or our own "no ciphers available"): not accepted
     except (OSError, TimeoutError) as err:
@@ -216,7 +218,8 @@ class SuiteScan:
 
 def tls12_suites(key_type: str) -> list[str]:
     """The TLS 1.2 suites (OpenSSL names) a server with this certificate key type ("RSA", "EC") could accept."""
-    wanted = {"RSA": "RSA", "EC": "ECDSA"}.get(key_type)
+    # TLS 1.2 signs ECDHE_ECDSA suites with EdDSA keys too (RFC 8422), as Go and OpenSSL do.
+    wanted = "RSA" if key_type == "RSA" else "ECDSA"
     return [name for name in IANA if auth_of(name) in (wanted, "none")]
 
 

@@ -97,7 +97,9 @@ def build_app() -> ASGIApp:
     if settings.probe_interval > 0:
         from webhook.probe import continuous
 
-        background.append(continuous.background(in_force, settings.probe_interval, settings.kubeconfig))
+        background.append(
+            continuous.background(in_force, settings.probe_interval, settings.kubeconfig, settings.report_api)
+        )
     return create_app(in_force, background=background)
 
 
