@@ -27,6 +27,9 @@ def visible(text: str) -> str:
 _SERVICE_VARIABLE = re.compile(r"[A-Z0-9_]+")
 
 
+_MAX_VALUE = 1024 * 1024
+
+
 def _may_be_defined(name: str, env_from: bool) -> bool:
     """Whether a name the pod's `env` does not give may still be in the kubelet's mapping: a service variable,
     or through `envFrom` any valid name (printable ASCII without `=`, the relaxed IsEnvVarName)."""
@@ -89,7 +92,9 @@ def container_env(container: Mapping[str, Any]) -> dict[str, str | None]:
             continue
         value = item.get("value")
         if isinstance(value, str):
-            env[item["name"]] = expand(value, env, env_from)
+            expanded = expand(value, env, env_from)
+            # `B=$(A)$(A)`, `C=$(B)$(B)`, ... doubles at each step: past 1 MiB, unknown rather than gigabytes
+            env[item["name"]] = expanded if len(expanded) <= _MAX_VALUE else None
         elif "valueFrom" in item:
             env[item["name"]] = None
         else:

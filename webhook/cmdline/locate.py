@@ -13,13 +13,14 @@ of one object runs under a Budget: past it, or past a bound, the container is ju
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.cmdline import script
-from webhook.cmdline.budget import MAX_ARGV_ITEMS, MAX_RUNS, Budget, Unreadable
+from webhook.cmdline.budget import MAX_ARGV_ITEMS, MAX_RUNS, MAX_VALUE_BYTES, Budget, Unreadable
 from webhook.cmdline.expand import UNKNOWN, container_env, expand, has_env_from, unknown, visible
 from webhook.cmdline.flags import Flags, parse_flags
 from webhook.cmdline.images import image_program, is_apiserver_image
@@ -224,8 +225,8 @@ class _Reader:
         """Read `sh -c SCRIPT` as the shell would run it; True when it runs kube-apiserver."""
         parsed = _shell_script(argv, pos)
         if parsed is None:
-            operands = [w for w in argv[pos + 1 :] if not w.startswith("-")]
-            self.notes.append(visible(operands[0]) if operands else f"{argv[pos]} reading standard input")
+            operand = next((w for w in itertools.islice(argv, pos + 1, None) if not w.startswith("-")), None)
+            self.notes.append(visible(operand) if operand is not None else f"{argv[pos]} reading standard input")
             return False
         text, zero, params = parsed
         before = len(self.runs)
@@ -349,6 +350,8 @@ def apiservers_of(container: Mapping[str, Any], budget: Budget | None = None) ->
     via_entrypoint = False
     try:
         argv = [expand(item, env, env_from) for item in command + args]
+        if any(len(item) > MAX_VALUE_BYTES for item in argv):
+            raise Unreadable(f"an item of more than {MAX_VALUE_BYTES} bytes")
         # The shell sees the pod's env with values known, valueFrom unknown; any other name may come from the
         # image's ENV, envFrom or the kubelet's service variables, so it is unknown, not unset.
         shell_env = Env({k: UNKNOWN_VALUE if v is None or UNKNOWN in v else v for k, v in env.items()})

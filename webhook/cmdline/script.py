@@ -22,7 +22,14 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from webhook.cmdline.budget import MAX_SCRIPT_BYTES, MAX_SHELL_DEPTH, Budget, Unreadable
+from webhook.cmdline.budget import (
+    MAX_ARGV_ITEMS,
+    MAX_SCRIPT_BYTES,
+    MAX_SHELL_DEPTH,
+    MAX_VALUE_BYTES,
+    Budget,
+    Unreadable,
+)
 from webhook.cmdline.expand import UNKNOWN, unknown
 from webhook.cmdline.shell import REDIRECTIONS, Token, skip, tokens, unescape_double
 
@@ -363,6 +370,9 @@ class _Script:
         argv: list[str] = []
         for raw in raw_words[k:]:
             argv.extend(self.expand_word(raw, frame, uncertain))
+            self.budget.spend(len(argv))
+            if len(argv) > MAX_ARGV_ITEMS:
+                raise Unreadable(f"more than {MAX_ARGV_ITEMS} words in one command")
         if not argv:
             for name, value in prefix.items():
                 self.assign(frame, name, value, uncertain)
@@ -765,6 +775,8 @@ class _Fields:
 
     def done(self) -> list[str]:
         self.split_here()
+        if sum(map(len, self.fields)) > MAX_VALUE_BYTES:
+            raise Unreadable(f"a word of more than {MAX_VALUE_BYTES} bytes once expanded")
         return self.fields
 
 
