@@ -53,11 +53,12 @@ def expand(text: str, env: Mapping[str, str | None], env_from: bool = True) -> s
     i = 0
     n = len(text)
     while i < n:
-        ch = text[i]
-        if ch != "$" or i + 1 >= n:
-            out.append(ch)
-            i += 1
-            continue
+        dollar = text.find("$", i)
+        if dollar < 0 or dollar + 1 >= n:
+            out.append(text[i:])
+            break
+        out.append(text[i:dollar])
+        i = dollar
         nxt = text[i + 1]
         if nxt == "$":
             out.append("$")
@@ -77,7 +78,7 @@ def expand(text: str, env: Mapping[str, str | None], env_from: bool = True) -> s
                 out.append(text[i : end + 1])
             i = end + 1
         else:
-            out.append(ch)
+            out.append("$")
             i += 1
     return "".join(out)
 

@@ -69,6 +69,8 @@ _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\+?=")
 _SPECIAL = frozenset("@*#?-$!0")
 _DEFAULT_IFS = " \t\n"
 _GLOB = frozenset("*?[")
+_PLAIN_WORD = re.compile(r"[^\\'\"$`\x00]*")
+_SPLITTABLE = frozenset(_DEFAULT_IFS)
 # Builtins that give names a value from input or arithmetic: each name operand becomes unknown.
 _READERS = frozenset({"read", "getopts", "mapfile", "readarray", "let", "printf"})
 _DECLARERS = frozenset({"export", "readonly", "local", "declare", "typeset"})
@@ -145,7 +147,8 @@ class _Script:
         case_pattern = False
         i = lo
         while i < hi:
-            self.budget.spend()
+            if not i & 31:
+                self.budget.spend(32)
             tok = toks[i]
             if case_pattern:
                 # a case arm's patterns, up to `)`, are not commands; `esac` may come instead
@@ -539,6 +542,8 @@ class _Script:
     ) -> list[str]:
         """The fields one word becomes: parameter expansion, command substitution (its commands are run,
         in a subshell), field splitting of unquoted results, quote removal (POSIX 2.6)."""
+        if _PLAIN_WORD.fullmatch(raw) and not (splits_literals and _SPLITTABLE & set(raw)):
+            return [raw] if raw else []  # nothing to expand or remove: most words of a script
         out = _Fields()
         i = 0
         n = len(raw)
