@@ -41,8 +41,8 @@ class Budget:
 
     __slots__ = ("_deadline", "_units")
 
-    def __init__(self, seconds: float = CPU_SECONDS) -> None:
-        self._deadline = time.thread_time() + seconds
+    def __init__(self, seconds: float | None = None) -> None:
+        self._deadline = time.thread_time() + (CPU_SECONDS if seconds is None else seconds)
         self._units = 0
 
     def spend(self, units: int = 1) -> None:
