@@ -471,6 +471,8 @@ class _Script:
         for body, lo, hi in list(bodies):
             frame.params = list(operands)
             inner.block(body, lo, hi, frame, uncertain or len(bodies) > 1)
+            if lo > 0 and body[lo - 1].operator and body[lo - 1].text == "(":
+                frame.vars = dict(saved_vars)  # `f() ( ... )`: the body runs in a subshell, its assignments go
         frame.params = saved_params
         for local in frame.locals.pop():
             if local in saved_vars:
