@@ -322,3 +322,12 @@ def test_a_value_from_an_unreadable_variable_is_unseen() -> None:
     assert f.unseen(["authorization-mode"]) == (
         "--authorization-mode takes its value from $(MODE), which cannot be read before the pod runs"
     )
+
+
+def test_a_reference_no_env_mapping_can_hold_stays_as_written_for_the_shell() -> None:
+    """third_party/forked/golang/expansion: a name not in the mapping is left as written. A name with `=` can be in
+    no mapping (IsEnvVarName, relaxed or not), so a script's `$(ss ... = 6443 )` reaches the shell unchanged and is
+    a command substitution there; an identifier may come from envFrom or a service variable: unknown."""
+    script = "while [ -n \"$(ss -Htan '( sport = 6443 )')\" ]; do sleep 1; done"
+    assert expand(script, {}) == script
+    assert expand("$(kube_apiserver_arg)", {}) == unknown("$(kube_apiserver_arg)")

@@ -40,6 +40,11 @@ READABLE: dict[str, tuple[str, list[str], dict[str, str]]] = {
     "function-operands": (f'run() {{ exec kube-apiserver "$@"; }}; run {GOOD}', [], {}),
     "function-shift-is-its-own": (f'run() {{ shift; exec kube-apiserver "$@"; }}; run --v=2 {GOOD}', [], {}),
     "function-set-does-not-leak": (f'f() {{ set -- x; }}; set -- {GOOD}; f; exec kube-apiserver "$@"', [], {}),
+    "subshell-function-body-keeps-nothing": (
+        f'f() ( FLAGS=--v=2 ); FLAGS="{GOOD}"; f; exec kube-apiserver $FLAGS',
+        [],
+        {},
+    ),
     "script-variables": (
         "PKI=/etc/kubernetes/pki; CA=$PKI/ca.crt; exec kube-apiserver --tls-cert-file=$PKI/a.crt "
         '--tls-private-key-file="${PKI}/a.key" --client-ca-file=$CA',

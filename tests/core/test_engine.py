@@ -216,3 +216,18 @@ def test_authorization_config_is_named_when_it_hides_the_mode() -> None:
     findings = {f.key: f for f in evaluate(pod, Policy()).findings}
     assert set(findings) == {"authz-not-always-allow", "authz-includes-node", "authz-includes-rbac"}
     assert all(f.hidden_by == "--authorization-config" for f in findings.values())
+
+
+def test_a_spent_reading_budget_fails_every_flag_control_as_could_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 20.1: each evaluation reads command lines under one CPU budget (webhook/cmdline/budget.py); once it
+    is spent the container is judged as unreadable, so an enforced control denies (fail closed), not allows."""
+    script = "echo starting; " * 600 + "exec kube-apiserver " + " ".join(COMPLIANT)
+    pod = apiserver_pod()
+    pod["spec"]["containers"][0]["command"] = ["/bin/sh", "-c", script]
+    assert not evaluate(pod, Policy()).findings  # within the budget: read whole, and compliant
+    monkeypatch.setattr("webhook.cmdline.budget.CPU_SECONDS", 0.0)
+    findings = {f.key: f.detail for f in evaluate(pod, Policy()).findings}
+    assert findings["tls-cert-and-key"] == (
+        "could not read the command line: the rest of the command line, which this reader stopped reading (reading"
+        " it took more than this reader's time budget), may set --tls-cert-file"
+    )

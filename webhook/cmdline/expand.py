@@ -3,7 +3,6 @@ third_party/forked/golang/expansion)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,20 +21,16 @@ def visible(text: str) -> str:
     return text.replace(UNKNOWN, "")
 
 
-# The kubelet's service variables (kubelet_pods.go getServiceEnvVarMap, envvars.FromServices): upper case,
-# digits and underscores (KUBERNETES_SERVICE_HOST, MY_SVC_PORT_443_TCP).
-_SERVICE_VARIABLE = re.compile(r"[A-Z0-9_]+")
+_MAX_VALUE = 1024 * 1024
 
 
-def _may_be_defined(name: str, env_from: bool) -> bool:
-    """Whether a name the pod's `env` does not give may still be in the kubelet's mapping: a service variable,
-    or through `envFrom` any valid name (printable ASCII without `=`, the relaxed IsEnvVarName)."""
-    if env_from:
-        return name.isascii() and name.isprintable() and "=" not in name and name != ""
-    return _SERVICE_VARIABLE.fullmatch(name) is not None
+def _may_be_defined(name: str) -> bool:
+    """Whether a name the pod's `env` does not give may still be in the kubelet's mapping (through `envFrom`, or
+    a service variable): any valid name, which is printable ASCII without `=` (the relaxed IsEnvVarName)."""
+    return name != "" and name.isascii() and name.isprintable() and "=" not in name
 
 
-def expand(text: str, env: Mapping[str, str | None], env_from: bool = True) -> str:
+def expand(text: str, env: Mapping[str, str | None]) -> str:
     """Expand `$(NAME)` as the kubelet does: `$$` is a literal `$`; names not in its mapping stay as written.
 
     A variable whose value comes from `valueFrom` (fieldRef, secretKeyRef, ...), or that the pod's env does not
@@ -50,11 +45,12 @@ def expand(text: str, env: Mapping[str, str | None], env_from: bool = True) -> s
     i = 0
     n = len(text)
     while i < n:
-        ch = text[i]
-        if ch != "$" or i + 1 >= n:
-            out.append(ch)
-            i += 1
-            continue
+        dollar = text.find("$", i)
+        if dollar < 0 or dollar + 1 >= n:
+            out.append(text[i:])
+            break
+        out.append(text[i:dollar])
+        i = dollar
         nxt = text[i + 1]
         if nxt == "$":
             out.append("$")
@@ -68,13 +64,13 @@ def expand(text: str, env: Mapping[str, str | None], env_from: bool = True) -> s
             value = env.get(name)
             if value is not None:
                 out.append(value)
-            elif name in env or _may_be_defined(name, env_from):
+            elif name in env or _may_be_defined(name):
                 out.append(unknown(text[i : end + 1]))
             else:
                 out.append(text[i : end + 1])
             i = end + 1
         else:
-            out.append(ch)
+            out.append("$")
             i += 1
     return "".join(out)
 
@@ -83,21 +79,16 @@ def container_env(container: Mapping[str, Any]) -> dict[str, str | None]:
     """The container's env as the kubelet resolves it for expansion, in order; later entries win."""
     env: dict[str, str | None] = {}
     env_list = container.get("env")
-    env_from = has_env_from(container)
     for item in env_list if isinstance(env_list, list) else []:
         if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
             continue
         value = item.get("value")
         if isinstance(value, str):
-            env[item["name"]] = expand(value, env, env_from)
+            expanded = expand(value, env)
+            # `B=$(A)$(A)`, `C=$(B)$(B)`, ... doubles at each step: past 1 MiB, unknown rather than gigabytes
+            env[item["name"]] = expanded if len(expanded) <= _MAX_VALUE else None
         elif "valueFrom" in item:
             env[item["name"]] = None
         else:
             env[item["name"]] = ""
     return env
-
-
-def has_env_from(container: Mapping[str, Any]) -> bool:
-    """Whether `envFrom` may define names the reader cannot see (anything but an empty list counts)."""
-    env_from = container.get("envFrom")
-    return env_from is not None and env_from != []

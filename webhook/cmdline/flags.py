@@ -121,7 +121,10 @@ class Flags:
         for name in names:
             for index, reference in reversed(self.opaque):
                 if name in LIST_FLAGS or self._last.get(name, -1) < index:
-                    return f"{visible(reference)} (content unknown before the pod runs) may set --{name}"
+                    said = visible(reference)
+                    if said.endswith(","):  # the reader's own note: "/start.sh, a program it cannot look into,"
+                        return f"{said} may set --{name}"
+                    return f"{said} (content unknown before the pod runs) may set --{name}"
             values = self._index.get(name) or ()
             for value in values if name in LIST_FLAGS else values[-1:]:
                 if UNKNOWN in value:

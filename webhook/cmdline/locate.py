@@ -13,14 +13,15 @@ of one object runs under a Budget: past it, or past a bound, the container is ju
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.cmdline import script
-from webhook.cmdline.budget import MAX_ARGV_ITEMS, MAX_RUNS, Budget, Unreadable
-from webhook.cmdline.expand import UNKNOWN, container_env, expand, has_env_from, unknown, visible
+from webhook.cmdline.budget import MAX_ARGV_ITEMS, MAX_RUNS, MAX_VALUE_BYTES, Budget, Unreadable
+from webhook.cmdline.expand import UNKNOWN, container_env, expand, unknown, visible
 from webhook.cmdline.flags import Flags, parse_flags
 from webhook.cmdline.images import image_program, is_apiserver_image
 from webhook.cmdline.script import UNKNOWN_VALUE, Env, Value
@@ -224,8 +225,8 @@ class _Reader:
         """Read `sh -c SCRIPT` as the shell would run it; True when it runs kube-apiserver."""
         parsed = _shell_script(argv, pos)
         if parsed is None:
-            operands = [w for w in argv[pos + 1 :] if not w.startswith("-")]
-            self.notes.append(visible(operands[0]) if operands else f"{argv[pos]} reading standard input")
+            operand = next((w for w in itertools.islice(argv, pos + 1, None) if not w.startswith("-")), None)
+            self.notes.append(visible(operand) if operand is not None else f"{argv[pos]} reading standard input")
             return False
         text, zero, params = parsed
         before = len(self.runs)
@@ -287,7 +288,7 @@ def all_apiserver_args(argv: Sequence[str], budget: Budget | None = None) -> lis
     try:
         reader.program(list(argv), Env(), 0)
     except Unreadable as error:
-        return [[unknown(f"the command line, which this reader stopped reading ({error.reason}),")]]
+        return [[unknown(f"the rest of the command line, which this reader stopped reading ({error.reason}),")]]
     return reader.runs
 
 
@@ -332,12 +333,11 @@ def apiservers_of(container: Mapping[str, Any], budget: Budget | None = None) ->
     if command is None or args is None:
         return []
     env = container_env(container)
-    env_from = has_env_from(container)
     image = container.get("image") if isinstance(container.get("image"), str) else ""
     name = container.get("name") if isinstance(container.get("name"), str) else ""
     assert isinstance(image, str) and isinstance(name, str)
     apiserver_image = is_apiserver_image(image)
-    if command and not apiserver_image and _basename(expand(command[0], env, env_from)) not in _PROGRAMS:
+    if command and not apiserver_image and _basename(expand(command[0], env)) not in _PROGRAMS:
         return []  # most containers of a pod: decided by their program alone, before expanding the rest
     if len(command) + len(args) > MAX_ARGV_ITEMS:
         return [
@@ -348,26 +348,31 @@ def apiservers_of(container: Mapping[str, Any], budget: Budget | None = None) ->
     reader = _Reader(budget or Budget())
     via_entrypoint = False
     try:
-        argv = [expand(item, env, env_from) for item in command + args]
+        argv = [expand(item, env) for item in command + args]
+        if any(len(item) > MAX_VALUE_BYTES for item in argv):
+            raise Unreadable(f"an item of more than {MAX_VALUE_BYTES} bytes")
         # The shell sees the pod's env with values known, valueFrom unknown; any other name may come from the
         # image's ENV, envFrom or the kubelet's service variables, so it is unknown, not unset.
         shell_env = Env({k: UNKNOWN_VALUE if v is None or UNKNOWN in v else v for k, v in env.items()})
         if argv:
             reader.program(argv, shell_env, 0)
         if not reader.runs and not command:
-            # No command: the image's ENTRYPOINT runs with args. The kube-apiserver image's entrypoint is the
-            # binary; hyperkube's takes the subcommand as args[0].
+            # No command: the image's ENTRYPOINT runs with args, which are not programs. The kube-apiserver
+            # image's entrypoint is the binary; hyperkube's takes the subcommand as args[0].
             base = image_program(image)
-            if apiserver_image:
-                reader.notes = [f"{visible(argv[0])} (the subcommand of the hyperkube image)"] if argv else []
+            reader.notes = []
             if base in APISERVER_BINARIES:
                 reader.runs, via_entrypoint = [argv], True
             elif base in HYPERKUBE_BINARIES and argv and argv[0] in HYPERKUBE_SUBCOMMANDS:
                 reader.runs, via_entrypoint = [argv[1:]], True
-            elif not argv or UNKNOWN not in argv[0]:
-                reader.notes = []  # hyperkube told to run another component
+            elif base in HYPERKUBE_BINARIES and argv and UNKNOWN in argv[0]:
+                reader.notes = [f"hyperkube {visible(argv[0])}"]
     except Unreadable as error:
-        return [_unreadable(name, image, f"the command line, which this reader stopped reading ({error.reason}),")]
+        return [
+            _unreadable(
+                name, image, f"the rest of the command line, which this reader stopped reading ({error.reason}),"
+            )
+        ]
     if not reader.runs:
         if apiserver_image and reader.notes:
             return [_unreadable(name, image, f"{reader.notes[-1]}, a program this reader cannot look into,")]

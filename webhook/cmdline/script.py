@@ -22,7 +22,14 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from webhook.cmdline.budget import MAX_SCRIPT_BYTES, MAX_SHELL_DEPTH, Budget, Unreadable
+from webhook.cmdline.budget import (
+    MAX_ARGV_ITEMS,
+    MAX_SCRIPT_BYTES,
+    MAX_SHELL_DEPTH,
+    MAX_VALUE_BYTES,
+    Budget,
+    Unreadable,
+)
 from webhook.cmdline.expand import UNKNOWN, unknown
 from webhook.cmdline.shell import REDIRECTIONS, Token, skip, tokens, unescape_double
 
@@ -62,6 +69,8 @@ _ASSIGNMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\+?=")
 _SPECIAL = frozenset("@*#?-$!0")
 _DEFAULT_IFS = " \t\n"
 _GLOB = frozenset("*?[")
+_PLAIN_WORD = re.compile(r"[^\\'\"$`\x00]*")
+_SPLITTABLE = frozenset(_DEFAULT_IFS)
 # Builtins that give names a value from input or arithmetic: each name operand becomes unknown.
 _READERS = frozenset({"read", "getopts", "mapfile", "readarray", "let", "printf"})
 _DECLARERS = frozenset({"export", "readonly", "local", "declare", "typeset"})
@@ -138,7 +147,8 @@ class _Script:
         case_pattern = False
         i = lo
         while i < hi:
-            self.budget.spend()
+            if not i & 31:
+                self.budget.spend(32)
             tok = toks[i]
             if case_pattern:
                 # a case arm's patterns, up to `)`, are not commands; `esac` may come instead
@@ -363,6 +373,9 @@ class _Script:
         argv: list[str] = []
         for raw in raw_words[k:]:
             argv.extend(self.expand_word(raw, frame, uncertain))
+            self.budget.spend(len(argv))
+            if len(argv) > MAX_ARGV_ITEMS:
+                raise Unreadable(f"more than {MAX_ARGV_ITEMS} words in one command")
         if not argv:
             for name, value in prefix.items():
                 self.assign(frame, name, value, uncertain)
@@ -458,6 +471,8 @@ class _Script:
         for body, lo, hi in list(bodies):
             frame.params = list(operands)
             inner.block(body, lo, hi, frame, uncertain or len(bodies) > 1)
+            if lo > 0 and body[lo - 1].operator and body[lo - 1].text == "(":
+                frame.vars = dict(saved_vars)  # `f() ( ... )`: the body runs in a subshell, its assignments go
         frame.params = saved_params
         for local in frame.locals.pop():
             if local in saved_vars:
@@ -529,6 +544,8 @@ class _Script:
     ) -> list[str]:
         """The fields one word becomes: parameter expansion, command substitution (its commands are run,
         in a subshell), field splitting of unquoted results, quote removal (POSIX 2.6)."""
+        if _PLAIN_WORD.fullmatch(raw) and not (splits_literals and _SPLITTABLE & set(raw)):
+            return [raw] if raw else []  # nothing to expand or remove: most words of a script
         out = _Fields()
         i = 0
         n = len(raw)
@@ -765,6 +782,8 @@ class _Fields:
 
     def done(self) -> list[str]:
         self.split_here()
+        if sum(map(len, self.fields)) > MAX_VALUE_BYTES:
+            raise Unreadable(f"a word of more than {MAX_VALUE_BYTES} bytes once expanded")
         return self.fields
 
 

@@ -1,4 +1,6 @@
-"""The engine: a pure function from a Kubernetes object and a policy to findings. No I/O, no clock."""
+"""The engine: a pure function from a Kubernetes object and a policy to findings. No I/O; the one clock it reads is
+the CPU-time budget for reading command lines (webhook/cmdline/budget.py), which turns a runaway read into
+"could not read the command line"."""
 
 from __future__ import annotations
 
