@@ -171,6 +171,26 @@ def test_deployment_is_hardened() -> None:
     assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
 
 
+@pytest.mark.parametrize("components", [("audit", "cert-manager"), ("cert-manager", "audit")])
+def test_components_keep_each_others_arguments(tmp_path: Path, components: tuple[str, ...]) -> None:
+    """The cert-manager component used to replace the whole args list, dropping the audit's flags when it came
+    second (issue 24 point 11): it now changes only the certificate arguments."""
+    folder = ROOT / "manifests" / "overlays" / f".test-{tmp_path.name}"
+    folder.mkdir()
+    try:
+        (folder / "kustomization.yaml").write_text(
+            yaml.safe_dump({"resources": ["../warn"], "components": [f"../../components/{c}" for c in components]})
+        )
+        result = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, check=True)
+    finally:
+        shutil.rmtree(folder)
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    args = by_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["serve", "--host=::", "--port=8443", "--certs-dir=/var/run/apiserver-tls-guard/certs",
+                    "--config=/etc/apiserver-tls-guard/policy.yaml", "--external-certs", "--shutdown-timeout=20",
+                    "--audit-interval=300", "--policy-reports=wgpolicyk8s.io/v1alpha2"]  # fmt: skip
+
+
 def test_rbac_is_scoped_to_its_own_objects_by_name() -> None:
     docs = render("warn")
     role = by_kind(docs, "Role")
