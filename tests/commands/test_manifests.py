@@ -186,7 +186,7 @@ def test_components_keep_each_others_arguments(tmp_path: Path, components: tuple
         shutil.rmtree(folder)
     docs = [d for d in yaml.safe_load_all(result.stdout) if d]
     args = by_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args == ["serve", "--host=::", "--port=8443", "--certs-dir=/var/run/apiserver-tls-guard/certs",
+    assert args == ["serve", "--host=", "--port=8443", "--certs-dir=/var/run/apiserver-tls-guard/certs",
                     "--config=/etc/apiserver-tls-guard/policy.yaml", "--external-certs", "--shutdown-timeout=20",
                     "--audit-interval=300", "--policy-reports=wgpolicyk8s.io/v1alpha2"]  # fmt: skip
 

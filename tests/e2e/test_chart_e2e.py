@@ -395,7 +395,7 @@ def test_labels_and_pod_settings(tmp_path: Path) -> None:
     assert spec["imagePullSecrets"] == [{"name": "regcred"}] and spec["priorityClassName"] == "system-cluster-critical"
     assert spec["tolerations"] == [{"operator": "Exists"}]
     container = spec["containers"][0]
-    assert container["args"][-1] == "--log-level=debug" and container["args"][1] == "--host=::"
+    assert container["args"][-1] == "--log-level=debug" and container["args"][1] == "--host="
     assert {"name": "X", "value": "y"} in container["env"]
 
 
