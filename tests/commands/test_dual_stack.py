@@ -25,7 +25,7 @@ def _listen_host() -> str:
     [host] = [a.split("=", 1)[1] for a in args if a.startswith("--host=")]
     chart = yaml.safe_load((ROOT / "charts/apiserver-tls-guard/values.yaml").read_text())
     assert chart["listenHost"] == host
-    return host
+    return str(host)
 
 
 def _healthy(address: str, port: int, ca: Path) -> bool:

@@ -95,3 +95,24 @@ def test_pin_refuses_an_image_with_a_tag(capsys: pytest.CaptureFixture[str]) -> 
     with pytest.raises(SystemExit) as exited:
         main(["0.1.0", "--image", "ghcr.io/acme/guard:1.0"])
     assert exited.value.code == 2 and "without tag" in capsys.readouterr().err
+
+
+def test_the_chart_readme_documents_every_value_and_is_current() -> None:
+    """helm-docs' convention: a `# --` comment above each value; the README's table is made from them."""
+    from release.chart_readme import CHART, documented, main
+
+    text = (CHART / "values.yaml").read_text()
+    described = {key for key, _ in documented(text)}
+
+    def leaves(node: dict[str, object], prefix: str = "") -> list[str]:
+        out = []
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            out += leaves(value, path + ".") if isinstance(value, dict) and value else [path]
+        return out
+
+    undocumented = [
+        k for k in leaves(yaml.safe_load(text)) if not any(k == d or k.startswith(d + ".") for d in described)
+    ]
+    assert undocumented == []
+    assert main(["--check"]) == 0
