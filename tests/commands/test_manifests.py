@@ -277,8 +277,12 @@ def test_dockerfile_runs_as_a_fixed_non_root_user_from_a_copied_venv() -> None:
     assert re.search(r"^USER 65532:65532$", final, re.M)
     assert "COPY --from=build /opt/venv /opt/venv" in final
     assert "pip install" not in final and "apt-get" not in final
-    ignored = (ROOT / ".dockerignore").read_text().split()
-    assert {"certs", ".venv", "*.key"} <= set(ignored)
+    ignored = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
+    assert {"certs", ".venv", "*.key", "**/*.key"} <= set(ignored)
+    # An allow-list: everything is left out, then exactly what the build stage copies is let back in.
+    copied = {src for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.M) for src in line.split()[:-1]}
+    assert ignored[0] == "*"
+    assert {line[1:].rstrip("/") for line in ignored if line.startswith("!")} == {c.rstrip("/") for c in copied}
 
 
 def test_dockerfile_build_step_makes_a_complete_package(tmp_path: Path) -> None:
