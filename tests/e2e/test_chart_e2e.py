@@ -432,3 +432,20 @@ def test_host_network_port_and_webhook_selectors(tmp_path: Path) -> None:
         assert hooks[name]["objectSelector"] == {"matchLabels": {"tier": "control-plane"}}
     assert "objectSelector" not in hooks["workloads.apiserver-tls-guard.io"]
     assert render(tmp_path, "port=80").returncode == 1  # below 1024: the pod runs without privileges
+
+
+def test_grafana_dashboard_for_the_sidecar(tmp_path: Path) -> None:
+    import json
+
+    assert ("ConfigMap", "apiserver-tls-guard-dashboard") not in docs(render(tmp_path))
+    rendered = docs(
+        render(tmp_path, "grafanaDashboard.enabled=true", "grafanaDashboard.annotations.grafana_folder=Sec")
+    )
+    config = rendered[("ConfigMap", "apiserver-tls-guard-dashboard")]
+    assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config["metadata"]["annotations"] == {"grafana_folder": "Sec"}
+    dashboard = json.loads(config["data"]["apiserver-tls-guard.json"])
+    assert dashboard == json.loads((ROOT / "manifests/monitoring/dashboard.json").read_text())
+    assert {v["name"] for v in dashboard["templating"]["list"]} == {"datasource", "job", "namespace"}
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert all('job=~"$job"' in e for e in exprs)
