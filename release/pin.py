@@ -51,7 +51,7 @@ PLACES = (
     Place("Makefile", r"^IMAGE\s+\?= apiserver-tls-guard:(\S+)"),
     Place(".pre-commit-hooks.yaml", r"rev: v(\S+)"),
     Place("README.md", r"^\s+rev: v(\S+)"),
-    Place("README.md", r"The image is `apiserver-tls-guard:([^`]+)`"),
+    Place("README.md", r"The image is `(?:[^`:]*/)?apiserver-tls-guard:([^`]+)`"),
 )
 
 
