@@ -19,9 +19,18 @@ RUN /opt/venv/bin/pip install . \
  && /opt/venv/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/venv/lib
 
 FROM ${PYTHON_IMAGE}
+# The release workflow passes the version and the commit; the registry path is the chart's (release/pin.py).
+ARG VERSION=dev
+ARG REVISION=unknown
 LABEL org.opencontainers.image.title="apiserver-tls-guard" \
       org.opencontainers.image.description="Admission webhook for kube-apiserver TLS flags (CIS 1.2)" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.source="https://github.com/apiserver-tls-guard/apiserver-tls-guard" \
+      org.opencontainers.image.url="https://github.com/apiserver-tls-guard/apiserver-tls-guard" \
+      org.opencontainers.image.documentation="https://github.com/apiserver-tls-guard/apiserver-tls-guard#readme" \
+      org.opencontainers.image.vendor="apiserver-tls-guard maintainers"
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 # A fixed non-root UID; the Deployment also sets runAsNonRoot and a read-only root filesystem.

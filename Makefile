@@ -128,9 +128,10 @@ fuzz: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m benchmarks.soak --seconds $${SOAK_SECONDS:-60} --rate 200
 
-# Pins VERSION (e.g. make pin VERSION=0.2.0) in every place a user pins one: package, image tag, chart, hooks.
+# Pins VERSION (e.g. make pin VERSION=0.2.0) in every place a user pins one: package, image tag, chart, hooks;
+# IMAGE_REPOSITORY (e.g. ghcr.io/acme/apiserver-tls-guard) moves the image's registry path everywhere too.
 pin: $(STAMP)
-	$(BIN)/python -m release.pin $(VERSION)
+	$(BIN)/python -m release.pin $(VERSION) $(if $(IMAGE_REPOSITORY),--image $(IMAGE_REPOSITORY))
 
 image:
 	docker build -t $(IMAGE) .

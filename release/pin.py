@@ -51,7 +51,7 @@ PLACES = (
     Place("Makefile", r"^IMAGE\s+\?= apiserver-tls-guard:(\S+)"),
     Place(".pre-commit-hooks.yaml", r"rev: v(\S+)"),
     Place("README.md", r"^\s+rev: v(\S+)"),
-    Place("README.md", r"The image is `apiserver-tls-guard:([^`]+)`"),
+    Place("README.md", r"The image is `(?:[^`:]*/)?apiserver-tls-guard:([^`]+)`"),
 )
 
 
@@ -69,7 +69,7 @@ _REPOSITORY = r"^  repository: (\S+)$"
 def chart_image(root: Path = ROOT) -> str:
     """registry/repository from the chart's values."""
     text = (root / CHART_VALUES).read_text()
-    [registry] = re.findall(_REGISTRY, text, flags=re.M)
+    [registry] = [r.strip("\"'") for r in re.findall(_REGISTRY, text, flags=re.M)]
     [repository] = re.findall(_REPOSITORY, text, flags=re.M)
     return f"{registry}/{repository}" if registry else repository
 
@@ -81,7 +81,7 @@ def pin_image(root: Path, image: str) -> None:
     registry, repository = (
         (first, rest) if rest and ("." in first or ":" in first or first == "localhost") else ("", image)
     )
-    Place(CHART_VALUES, _REGISTRY).pin(root, registry)
+    Place(CHART_VALUES, _REGISTRY).pin(root, registry or '""')
     Place(CHART_VALUES, _REPOSITORY).pin(root, repository)
     for place in IMAGE_PLACES:
         place.pin(root, image)

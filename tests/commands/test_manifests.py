@@ -171,6 +171,26 @@ def test_deployment_is_hardened() -> None:
     assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
 
 
+@pytest.mark.parametrize("components", [("audit", "cert-manager"), ("cert-manager", "audit")])
+def test_components_keep_each_others_arguments(tmp_path: Path, components: tuple[str, ...]) -> None:
+    """The cert-manager component used to replace the whole args list, dropping the audit's flags when it came
+    second (issue 24 point 11): it now changes only the certificate arguments."""
+    folder = ROOT / "manifests" / "overlays" / f".test-{tmp_path.name}"
+    folder.mkdir()
+    try:
+        (folder / "kustomization.yaml").write_text(
+            yaml.safe_dump({"resources": ["../warn"], "components": [f"../../components/{c}" for c in components]})
+        )
+        result = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True, check=True)
+    finally:
+        shutil.rmtree(folder)
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    args = by_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["serve", "--host=", "--port=8443", "--certs-dir=/var/run/apiserver-tls-guard/certs",
+                    "--config=/etc/apiserver-tls-guard/policy.yaml", "--external-certs", "--shutdown-timeout=20",
+                    "--audit-interval=300", "--policy-reports=wgpolicyk8s.io/v1alpha2"]  # fmt: skip
+
+
 def test_rbac_is_scoped_to_its_own_objects_by_name() -> None:
     docs = render("warn")
     role = by_kind(docs, "Role")
@@ -257,8 +277,12 @@ def test_dockerfile_runs_as_a_fixed_non_root_user_from_a_copied_venv() -> None:
     assert re.search(r"^USER 65532:65532$", final, re.M)
     assert "COPY --from=build /opt/venv /opt/venv" in final
     assert "pip install" not in final and "apt-get" not in final
-    ignored = (ROOT / ".dockerignore").read_text().split()
-    assert {"certs", ".venv", "*.key"} <= set(ignored)
+    ignored = [line for line in (ROOT / ".dockerignore").read_text().splitlines() if line and line[0] != "#"]
+    assert {"certs", ".venv", "*.key", "**/*.key"} <= set(ignored)
+    # An allow-list: everything is left out, then exactly what the build stage copies is let back in.
+    copied = {src for line in re.findall(r"^COPY (?!--from)(.+)$", text, re.M) for src in line.split()[:-1]}
+    assert ignored[0] == "*"
+    assert {line[1:].rstrip("/") for line in ignored if line.startswith("!")} == {c.rstrip("/") for c in copied}
 
 
 def test_dockerfile_build_step_makes_a_complete_package(tmp_path: Path) -> None:

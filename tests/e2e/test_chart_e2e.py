@@ -396,7 +396,7 @@ def test_labels_and_pod_settings(tmp_path: Path) -> None:
     assert spec["imagePullSecrets"] == [{"name": "regcred"}] and spec["priorityClassName"] == "system-cluster-critical"
     assert spec["tolerations"] == [{"operator": "Exists"}]
     container = spec["containers"][0]
-    assert container["args"][-1] == "--log-level=debug" and container["args"][1] == "--host=::"
+    assert container["args"][-1] == "--log-level=debug" and container["args"][1] == "--host="
     assert {"name": "X", "value": "y"} in container["env"]
 
 
@@ -412,3 +412,41 @@ def test_hooks_remove_the_webhook_configuration_first_and_test_the_answer(tmp_pa
     kept = docs(render(tmp_path, "uninstall.deleteSecret=false", "uninstall.deletePolicyReports=false"))
     assert kept[("Job", "apiserver-tls-guard-uninstall")]["spec"]["template"]["spec"]["containers"][0]["args"] == []
     assert ("Job", "apiserver-tls-guard-uninstall") not in docs(render(tmp_path, "uninstall.enabled=false"))
+
+
+def test_host_network_port_and_webhook_selectors(tmp_path: Path) -> None:
+    rendered = docs(render(tmp_path, "hostNetwork=true", "port=10250",
+                           "webhooks.namespaceSelector[0].key=team", "webhooks.namespaceSelector[0].operator=NotIn",
+                           "webhooks.namespaceSelector[0].values[0]=sandbox",
+                           "webhooks.objectSelector.matchLabels.tier=control-plane"))  # fmt: skip
+    spec = rendered[("Deployment", "apiserver-tls-guard")]["spec"]["template"]["spec"]
+    assert spec["hostNetwork"] is True and spec["dnsPolicy"] == "ClusterFirstWithHostNet"
+    container = spec["containers"][0]
+    assert "--port=10250" in container["args"] and container["ports"][0]["containerPort"] == 10250
+    ingress = rendered[("NetworkPolicy", "apiserver-tls-guard")]["spec"]["ingress"]
+    assert ingress == [{"ports": [{"port": 10250, "protocol": "TCP"}]}]
+    hooks = {h["name"]: h for h in rendered[("ValidatingWebhookConfiguration", "apiserver-tls-guard")]["webhooks"]}
+    for name in ("pods.apiserver-tls-guard.io", "expansions.apiserver-tls-guard.io"):
+        expressions = hooks[name]["namespaceSelector"]["matchExpressions"]
+        assert expressions[0]["values"] == [NAMESPACE], "our own namespace stays excluded"
+        assert expressions[1] == {"key": "team", "operator": "NotIn", "values": ["sandbox"]}
+        assert hooks[name]["objectSelector"] == {"matchLabels": {"tier": "control-plane"}}
+    assert "objectSelector" not in hooks["workloads.apiserver-tls-guard.io"]
+    assert render(tmp_path, "port=80").returncode == 1  # below 1024: the pod runs without privileges
+
+
+def test_grafana_dashboard_for_the_sidecar(tmp_path: Path) -> None:
+    import json
+
+    assert ("ConfigMap", "apiserver-tls-guard-dashboard") not in docs(render(tmp_path))
+    rendered = docs(
+        render(tmp_path, "grafanaDashboard.enabled=true", "grafanaDashboard.annotations.grafana_folder=Sec")
+    )
+    config = rendered[("ConfigMap", "apiserver-tls-guard-dashboard")]
+    assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config["metadata"]["annotations"] == {"grafana_folder": "Sec"}
+    dashboard = json.loads(config["data"]["apiserver-tls-guard.json"])
+    assert dashboard == json.loads((ROOT / "manifests/monitoring/dashboard.json").read_text())
+    assert {v["name"] for v in dashboard["templating"]["list"]} == {"datasource", "job", "namespace"}
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert all('job=~"$job"' in e for e in exprs)

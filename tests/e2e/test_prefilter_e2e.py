@@ -8,7 +8,9 @@ measured.
 from __future__ import annotations
 
 import json
+import re
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -199,11 +201,24 @@ def test_while_we_are_down_only_expansion_pods_fail_open(enforce: Registered) ->
         for form in ("plain-init-container", "program-from-env", "backslash-in-a-script"):
             code, stderr = _dry_run(enforce, _named(FORMS[form], "down"))
             assert code == 1 and 'failed calling webhook "pods.apiserver-tls-guard.io"' in stderr, (form, stderr)
+        # What the alerts on kube-apiserver's own view read (charts/apiserver-tls-guard/files/alerts.yaml).
+        metrics = _apiserver_metrics(enforce)
+        assert 'apiserver_admission_webhook_fail_open_count{name="expansions.apiserver-tls-guard.io"' in metrics
+        assert re.search(r'apiserver_admission_webhook_rejection_count\{[^}]*error_type="calling_webhook_error"'
+                         r'[^}]*name="pods.apiserver-tls-guard.io"', metrics)  # fmt: skip
+        assert "apiserver_admission_webhook_admission_duration_seconds_bucket{" in metrics
     finally:
         restored = overlay_config("enforce", enforce.server, enforce.control_plane)
         kubectl("apply", "-f", "-", stdin=json.dumps(restored), check=True)
         time.sleep(1)
         kubectl("get", "validatingwebhookconfiguration", WEBHOOK_CONFIG, check=True)
+
+
+def _apiserver_metrics(guard: Registered) -> str:
+    apiserver = guard.control_plane.apiserver
+    assert apiserver is not None
+    with urllib.request.urlopen(f"{apiserver.url}/metrics", context=apiserver.admin_context(), timeout=10) as r:
+        return str(r.read().decode())
 
 
 def test_a_pause_pod_is_not_sent(enforce: Registered) -> None:
