@@ -19,7 +19,9 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """argparse's defaults in --help, left out where there is nothing to show (None, off switches, empty lists)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False, [], argparse.SUPPRESS) or not action.help:
+        default = action.default
+        # Identity, not ==: a default of 0 (--audit-interval) is worth showing, and 0 == False.
+        if default is None or default is False or default is argparse.SUPPRESS or default == [] or not action.help:
             return action.help
         return super()._get_help_string(action)
 

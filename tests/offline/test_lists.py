@@ -135,3 +135,22 @@ def test_items_kubectl_would_refuse_are_not_objects(tmp_path: Path) -> None:
     manifest.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [bare_pod("x", SEEDS_MISSING)]}))
     result = cli("check", str(manifest))
     assert result.returncode == 2 and "no Kubernetes object" in result.stderr
+
+
+def test_each_item_is_pointed_at_in_its_own_lines(tmp_path: Path) -> None:
+    # Two pods in one PodList, both with an empty --client-ca-file: each finding points into its own pod.
+    flags = (*(f for f in COMPLIANT if not f.startswith("--client-ca-file")), "--client-ca-file=")
+    manifest = tmp_path / "pods.yaml"
+    podlist = {"apiVersion": "v1", "kind": "PodList", "items": [bare_pod("first", flags), bare_pod("second", flags)]}
+    manifest.write_text(yaml.safe_dump(podlist, sort_keys=False))
+    lines = manifest.read_text().splitlines()
+    written = [number for number, text in enumerate(lines, 1) if text.strip() == "- --client-ca-file="]
+    assert len(written) == 2
+    result = cli("check", "--format", "sarif", str(manifest))
+    assert result.returncode == 1
+    located = [
+        r["locations"][0]["physicalLocation"]["region"]["startLine"]
+        for r in json.loads(result.stdout)["runs"][0]["results"]
+        if r["ruleId"] == "client-ca-file"
+    ]
+    assert located == written

@@ -88,3 +88,17 @@ def test_no_cluster_configuration_is_a_clear_error(tmp_path: Path) -> None:
     result = cli("scan", "--kubeconfig", str(tmp_path / "missing"))
     assert result.returncode == 2 and "no usable cluster configuration" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_warn_exit_code_applies_to_scan(tmp_path: Path) -> None:
+    lists: dict[str, list[dict[str, Any]]] = {"/api/v1/pods": [apiserver_pod(*NO_TLS)]}
+    lists.update({path: [] for path in ("/apis/apps/v1/deployments", "/apis/apps/v1/statefulsets")})
+    lists.update({path: [] for path in ("/apis/apps/v1/daemonsets", "/apis/apps/v1/replicasets")})
+    lists.update({path: [] for path in ("/apis/batch/v1/jobs", "/apis/batch/v1/cronjobs")})
+    lists.update({path: [] for path in ("/api/v1/replicationcontrollers", "/api/v1/podtemplates")})
+    with serve_fake_api(FakeKubeApi(lists=lists), tmp_path) as kubeconfig:
+        warned = cli("scan", "--kubeconfig", str(kubeconfig), "--mode", "warn", "--warn-exit-code", "0")
+        enforced = cli("scan", "--kubeconfig", str(kubeconfig), "--mode", "enforce", "--warn-exit-code", "0")
+    assert warned.returncode == 0, warned.stderr
+    assert "WARN    tls-cert-and-key" in warned.stdout
+    assert enforced.returncode == 1, enforced.stderr
