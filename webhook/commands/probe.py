@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from webhook.commands.handlers import EXIT_FINDINGS, EXIT_OK, EXIT_USAGE
+from webhook.commands.handlers import EXIT_USAGE
 from webhook.core.policy import load_policy
 
 if TYPE_CHECKING:
@@ -194,6 +194,6 @@ def cmd_probe(args: argparse.Namespace) -> int:
     if errors:
         return EXIT_USAGE
     judged = report.as_judged(results, policy, catalog, benchmark)
-    from webhook.offline.report import should_fail
+    from webhook.offline.report import exit_code
 
-    return EXIT_FINDINGS if should_fail(judged) else EXIT_OK
+    return exit_code(judged)
