@@ -76,6 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         audit_interval=args.audit_interval,
         report_api=None if args.policy_reports == "off" else args.policy_reports,
         kubeconfig=args.kubeconfig,
+        openapi=args.openapi,
     )
     try:
         return serve(settings)

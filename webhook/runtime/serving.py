@@ -20,7 +20,7 @@ from webhook.runtime import logs, reload
 from webhook.runtime.tls import server_context
 
 if TYPE_CHECKING:
-    from webhook.admission.app import ASGIApp
+    from fastapi import FastAPI
 
 log = logging.getLogger("apiserver_tls_guard")
 SETTINGS_ENV = "APISERVER_TLS_GUARD_SERVE"
@@ -50,6 +50,7 @@ class ServeSettings:
     audit_interval: float = 0.0  # seconds between continuous audits of the cluster; 0: no audit
     report_api: str | None = None  # write Policy Reports in this API (wgpolicyk8s.io/v1alpha2, openreports.io/...)
     kubeconfig: str | None = None  # for the audit outside a cluster (default: in-cluster, or $KUBECONFIG)
+    openapi: bool = False  # serve the OpenAPI document at /openapi.json
     # The ASGI app factory; benchmarks swap in a bare app to measure the same server and TLS stack.
     app_factory: str = "webhook.runtime.serving:build_app"
 
@@ -65,9 +66,9 @@ class TlsContextFactory:
         return reload.register(server_context(self.cert, self.key))
 
 
-def build_app() -> ASGIApp:
+def build_app() -> FastAPI:
     """uvicorn's app factory, run in every worker: settings come from the environment the CLI set."""
-    from webhook.admission.app import create_app
+    from webhook.admission.api import create_app
     from webhook.core.policy import PolicyInForce, load_policy, policy_digest
     from webhook.runtime import metrics
     from webhook.runtime.policy_reload import PolicyReloader
@@ -93,7 +94,7 @@ def build_app() -> ASGIApp:
 
         auditor = ClusterAuditor(in_force, settings.audit_interval, settings.report_api, connect)
         background.append(auditor.run)
-    return create_app(in_force, background=background)
+    return create_app(in_force, background=background, openapi=settings.openapi)
 
 
 def serve(settings: ServeSettings) -> int:
