@@ -17,12 +17,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
 from webhook.admission.app import problem_body
-from webhook.admission.routes import JSON, REQUEST_MODELS, admission_router, operations
+from webhook.admission.routes import JSON, admission_router, operations
 from webhook.core.policy import Policy, PolicyInForce
 from webhook.runtime import logs
 
@@ -34,14 +33,16 @@ OPENAPI_URL = "/openapi.json"
 
 
 class WebhookAPI(FastAPI):
-    """FastAPI, whose OpenAPI document also holds the models of the bodies it does not parse itself."""
+    """FastAPI, whose OpenAPI document holds the models the routes refer to (models.py), made when it is asked for."""
 
     def openapi(self) -> dict[str, Any]:
         if self.openapi_schema is None:
+            from pydantic.json_schema import models_json_schema
+
+            from webhook.admission.models import DOCUMENTED
+
             document = super().openapi()
-            _, defs = models_json_schema(
-                [(model, "validation") for model in REQUEST_MODELS], ref_template="#/components/schemas/{model}"
-            )
+            _, defs = models_json_schema(DOCUMENTED, ref_template="#/components/schemas/{model}")
             document.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
             return document
         return self.openapi_schema

@@ -1,8 +1,9 @@
 """The HTTP contract as pydantic models: the AdmissionReview envelope kube-apiserver sends and the one we answer,
 the problem body of a refused request, the probes' body.
 
-They describe the API for its OpenAPI document (docs/openapi.json) and are never run on the hot path: /validate
-parses with orjson and `review.parse_review`, and answers pre-built bytes (verdict_cache). The request models accept
+They describe the API for its OpenAPI document (docs/openapi.json), are imported only when it is made, and are
+never run on the hot path: /validate parses with orjson and `review.parse_review`, and answers pre-built bytes
+(verdict_cache). The request models accept
 no more than `parse_review` does (schemathesis proves every body they allow gets a 200, tests/admission/
 test_openapi.py); the object under review stays a mapping, as the engine reads it. Field names and types follow
 k8s.io/api/admission/v1 (types.go: AdmissionRequest, AdmissionResponse) and k8s.io/api/authentication/v1
@@ -125,3 +126,12 @@ class Probe(_Model):
     """The body of /healthz and /readyz."""
 
     status: str
+
+
+# What the routes refer to (routes.py, by name), and whether each is read (validation) or written (serialization).
+DOCUMENTED: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+    (AdmissionReviewRequest, "validation"),
+    (AdmissionReviewResponse, "serialization"),
+    (Problem, "serialization"),
+    (Probe, "serialization"),
+]

@@ -126,6 +126,10 @@ def serve(settings: ServeSettings) -> int:
         server_header=False,
         timeout_keep_alive=settings.keep_alive,
         timeout_graceful_shutdown=settings.shutdown_timeout,
+        # With --workers, uvicorn kills a worker that has not answered its health check within this (default 5 s).
+        # A worker answers only once its imports are done (FastAPI's among them: ~0.5 s of CPU); on a busy node or
+        # under a CPU limit that takes longer, and the default kills every worker mid-start, forever.
+        timeout_worker_healthcheck=30,
         **options,
     )
     log.info(
