@@ -121,13 +121,15 @@ def startup_ms(certs: Path, work: Path) -> tuple[float, float]:
         )
     try:
         while time.perf_counter() - began < 20:
+            conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=1)
             try:
-                conn = http.client.HTTPSConnection("127.0.0.1", port, context=context, timeout=1)
                 conn.request("GET", "/readyz")
                 if conn.getresponse().status == 200:
                     return (time.perf_counter() - began) * 1000, cpu_seconds(process.pid) * 1000
             except OSError:
                 time.sleep(0.005)
+            finally:
+                conn.close()  # a kept-alive connection would hold the server's graceful shutdown for 25 s
         raise RuntimeError("never ready")
     finally:
         process.terminate()
