@@ -122,8 +122,11 @@ flag-types: $(STAMP) $(KUBE_BIN)/kube-apiserver
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
 
+# Generated bodies (tests/admission/test_fuzz.py) and requests made from the OpenAPI document by schemathesis
+# (tests/admission/test_openapi.py), both against the real HTTPS server.
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} $(BIN)/pytest -q -s tests/test_fuzz.py
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-10000} SCHEMA_EXAMPLES=$${SCHEMA_EXAMPLES:-1000} \
+		$(BIN)/pytest -q -s tests/admission/test_fuzz.py tests/admission/test_openapi.py
 
 soak: $(STAMP)
 	$(BIN)/python -m benchmarks.soak --seconds $${SOAK_SECONDS:-60} --rate 200

@@ -147,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="--cluster-certs: seconds between the steps of a CA rotation; keep it well above the sync interval",
     )
     serve.add_argument("--http", default="httptools", choices=["httptools", "h11", "auto"], help="HTTP/1.1 parser")
+    serve.add_argument("--openapi", action="store_true", help="serve the OpenAPI document at /openapi.json")
     _add_policy_options(serve, default_mode=None)
     serve.set_defaults(func=handlers.cmd_serve)
 

@@ -79,6 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         report_api=None if args.policy_reports == "off" else args.policy_reports,
         kubeconfig=args.kubeconfig,
         probe_interval=args.probe_interval,
+        openapi=args.openapi,
     )
     try:
         return serve(settings)

@@ -20,7 +20,7 @@ from webhook.runtime import logs, reload
 from webhook.runtime.tls import server_context
 
 if TYPE_CHECKING:
-    from webhook.admission.app import ASGIApp
+    from fastapi import FastAPI
 
 log = logging.getLogger("apiserver_tls_guard")
 SETTINGS_ENV = "APISERVER_TLS_GUARD_SERVE"
@@ -51,6 +51,7 @@ class ServeSettings:
     report_api: str | None = None  # write Policy Reports in this API (wgpolicyk8s.io/v1alpha2, openreports.io/...)
     kubeconfig: str | None = None  # for the audit outside a cluster (default: in-cluster, or $KUBECONFIG)
     probe_interval: float = 0.0  # seconds between continuous probes of the API server endpoints; 0: none
+    openapi: bool = False  # serve the OpenAPI document at /openapi.json
     # The ASGI app factory; benchmarks swap in a bare app to measure the same server and TLS stack.
     app_factory: str = "webhook.runtime.serving:build_app"
 
@@ -66,9 +67,9 @@ class TlsContextFactory:
         return reload.register(server_context(self.cert, self.key))
 
 
-def build_app() -> ASGIApp:
+def build_app() -> FastAPI:
     """uvicorn's app factory, run in every worker: settings come from the environment the CLI set."""
-    from webhook.admission.app import create_app
+    from webhook.admission.api import create_app
     from webhook.core.policy import PolicyInForce, load_policy, policy_digest
     from webhook.runtime import metrics
     from webhook.runtime.policy_reload import PolicyReloader
@@ -100,7 +101,7 @@ def build_app() -> ASGIApp:
         background.append(
             continuous.background(in_force, settings.probe_interval, settings.kubeconfig, settings.report_api)
         )
-    return create_app(in_force, background=background)
+    return create_app(in_force, background=background, openapi=settings.openapi)
 
 
 def serve(settings: ServeSettings) -> int:
@@ -132,6 +133,10 @@ def serve(settings: ServeSettings) -> int:
         server_header=False,
         timeout_keep_alive=settings.keep_alive,
         timeout_graceful_shutdown=settings.shutdown_timeout,
+        # With --workers, uvicorn kills a worker that has not answered its health check within this (default 5 s).
+        # A worker answers only once its imports are done (FastAPI's among them: ~0.5 s of CPU); on a busy node or
+        # under a CPU limit that takes longer, and the default kills every worker mid-start, forever.
+        timeout_worker_healthcheck=30,
         **options,
     )
     log.info(
