@@ -86,8 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the admission webhook over HTTPS")
     serve.add_argument(
         "--host",
-        default="0.0.0.0",  # noqa: S104 - a webhook must be reachable from the apiserver
-        help="address to listen on",
+        default="",
+        help="address to listen on; empty: every address family the host has, one socket each (IPv4 and IPv6; "
+        "`::` alone would be IPv6 only, as asyncio sets IPV6_V6ONLY)",
     )
     serve.add_argument("--port", type=int, default=8443, help="HTTPS port")
     serve.add_argument("--certs-dir", default="certs", help="made here when missing (see `certs`)")

@@ -40,7 +40,7 @@ def test_every_option_says_what_it_is_for(command: str) -> None:
     ("command", "shown"),
     [
         ("serve", "HTTPS port (default: 8443)"),
-        ("serve", "(default: 0.0.0.0)"),
+        ("serve", "every address family"),  # --host: empty by default (dual stack)
         ("check", "report format (default: text)"),
         ("check", "(default: /proc)"),
         ("review", "(default: https://127.0.0.1:8443)"),

@@ -33,7 +33,7 @@ class ServeSettings:
     """
 
     certs_dir: str
-    host: str = "0.0.0.0"  # noqa: S104 - a webhook must be reachable from kube-apiserver
+    host: str = ""  # every address family (dual stack): a webhook must be reachable from kube-apiserver
     port: int = 8443
     config: str | None = None
     mode: str | None = None
@@ -104,6 +104,13 @@ def build_app() -> FastAPI:
     return create_app(in_force, background=background, openapi=settings.openapi)
 
 
+def _url_host(host: str) -> str:
+    """The host as a URL writes it: `*` for every address, IPv6 literals in brackets (RFC 3986)."""
+    if not host:
+        return "*"
+    return f"[{host}]" if ":" in host else host
+
+
 def serve(settings: ServeSettings) -> int:
     """Run uvicorn with our TLS context, HTTP bounds and app until a signal; returns 0."""
     files = CertFiles(Path(settings.certs_dir))
@@ -142,7 +149,7 @@ def serve(settings: ServeSettings) -> int:
     log.info(
         "serving",
         extra=logs.fields(
-            url=f"https://{settings.host}:{settings.port}",
+            url=f"https://{_url_host(settings.host)}:{settings.port}",
             workers=settings.workers,
             mode=settings.mode or "(config)",
             certificate=str(files.cert),
