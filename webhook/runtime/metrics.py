@@ -92,6 +92,11 @@ POLICY_RELOAD_ERRORS = Counter(
     f"{NAMESPACE}_policy_reload_errors_total",
     "Changed policy files that were refused (invalid); the policy in force was kept.",
 )
+CERT_RELOAD_ERRORS = Counter(
+    f"{NAMESPACE}_certificate_reload_errors_total",
+    "Changed serving certificate files that were refused (the pair did not load: a certificate without its key, "
+    "a mismatched or unreadable pair); the pair loaded before kept serving.",
+)
 
 
 # Bound label children, looked up once: `labels()` validates and locks on every call, on the hot path.
