@@ -23,7 +23,7 @@ from webhook.admission.decide import Decision, decide
 from webhook.admission.review import BadReview
 from webhook.admission.verdict_cache import CachedAnswer, VerdictCache, serialize
 from webhook.core.policy import Mode, Policy, PolicyInForce
-from webhook.runtime import logs, metrics
+from webhook.runtime import logs, metrics, readiness
 
 # An UPDATE review carries `object` and `oldObject`, each up to kube-apiserver's 3 MiB request limit, plus the
 # envelope: 7 MiB, as controller-runtime's webhook server allows (pkg/webhook/admission/http.go).
@@ -216,6 +216,9 @@ def create_app(
                 await validate(scope, receive, send)
                 return
             if method == "GET" and path in _PLAIN:
+                if path == "/readyz" and not readiness.ready():  # runtime/readiness.py: the caBundle not yet published
+                    await _send(send, 503, b'{"status":"not ready: caBundle not yet published"}')
+                    return
                 await _send(send, 200, _PLAIN[path])
                 return
             if method == "GET" and path == "/metrics":
