@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +138,27 @@ def test_the_watcher_task_never_ends(tmp_path: Path, monkeypatch: pytest.MonkeyP
     before = _errors()
     assert asyncio.run(main()) is True
     assert calls["n"] >= 1 and _errors() == before + 1
+
+
+def test_policy_info_is_one_series_with_two_workers(tmp_path: Path, certs_dir: Path) -> None:
+    """Issue 21: with several workers, each hash ever in force stayed a series (set to 0, never removed: the
+    worker files of prometheus_client cannot drop a label). Three policies later, /metrics shows one."""
+    import re
+
+    from tests.conftest import start_server, stop_server
+
+    path = tmp_path / "policy.yaml"
+    path.write_text("mode: warn\n")
+    server = start_server(certs_dir, tmp_path, "--config", str(path), "--reload-interval", "0.1", "--workers", "2")
+    try:
+        for mode in ("enforce", "audit", "warn\nexemptions: {namespaces: [x]}"):
+            path.write_text(f"mode: {mode}\n")
+            time.sleep(1.0)
+        client = server.client()
+        text = client.get("/metrics").body.decode()
+        client.close()
+    finally:
+        stop_server(server)
+    series = re.findall(r"^apiserver_tls_guard_policy_info\{.*$", text, re.MULTILINE)
+    expected = policy_digest(path, NO_OVERRIDES)
+    assert series == [f'apiserver_tls_guard_policy_info{{hash="{expected}"}} 1.0'], series
