@@ -232,10 +232,13 @@ def test_one_auditor_among_replicas_and_workers_and_a_handover(
                 f'apiserver_tls_guard_audit_violations{{control="tls-cert-and-key",namespace="{HOSTED}"}} 1.0'
             ]
             assert _violation_series(other) == []  # a second exporter would double `sum by (control, namespace)`
-        stop_server(leader)
+        stop_server(leader)  # SIGTERM: the holder releases the Lease on its way out
         handed = time.monotonic()
         wait_for(lambda: _audits(other), timeout=60, what="the other replica taking the Lease over")
-        print(f"\naudit Lease handed over in {time.monotonic() - handed:.1f} s after its holder stopped")
+        handover = time.monotonic() - handed
+        print(f"\naudit Lease handed over in {handover:.1f} s after its holder stopped")
+        assert handover < 10, "the Lease was not released: the other replica waited for it to expire (15 s)"
+        assert "audit Lease released" in leader.log_text()
         wait_for(lambda: _violation_series(other), what="the counts exported by the new holder")
     finally:
         stop_server(first)
