@@ -8,6 +8,7 @@ which may fail. Any permission the manifests lack shows up as a 403 in the serve
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import subprocess
@@ -352,3 +353,59 @@ def test_two_replicas_survive_secret_deletion_rotation_and_an_emptied_cabundle(
             r for r in records if r["level"] in ("warning", "error") and not r["msg"].startswith("caBundle changed")
         ]
         assert problems == [], problems
+
+
+def test_not_ready_before_the_cabundle_and_secret_writes_keep_what_others_put_there(
+    control_plane: ControlPlane, installed: Path, tmp_path: Path
+) -> None:
+    """A pod may start before its webhook configuration exists (one `helm install`, or a GitOps sync in waves):
+    it must not be Ready, or `helm install --wait` succeeds with an empty caBundle. Then, on the real API (whose
+    garbage collector acts on ownerReferences): labels, annotations and an owner others put on the Secret survive
+    a rotation, and a hand-edited phase-since without UTC offset is a warning, not a sync that fails forever."""
+    from tests.pki.test_lifecycle_gaps import _get
+
+    shipped = _webhook_config(control_plane)
+    control_plane.kubectl("delete", "validatingwebhookconfiguration", WEBHOOK_CONFIG, check=True)
+    server = _start_cluster_certs_server(installed, tmp_path)
+    try:
+        time.sleep(3)
+        assert _get(server.port, "/healthz") == 200
+        assert _get(server.port, "/readyz") == 503  # before: 200
+        for webhook in shipped["webhooks"]:
+            webhook["clientConfig"] = {"url": f"https://127.0.0.1:{server.port}/validate"}
+        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
+            shipped["metadata"].pop(key, None)
+        applied = time.monotonic()
+        control_plane.kubectl("create", "-f", "-", stdin=json.dumps(shipped), check=True)
+        wait_for(lambda: _get(server.port, "/readyz") == 200, what="ready once the caBundle is published")
+        ready_seconds = time.monotonic() - applied
+        assert _published_bundle(control_plane) == _secret(control_plane)["data"]["ca-bundle.crt"]
+
+        control_plane.kubectl("create", "configmap", "secret-owner", "-n", NAMESPACE, check=True)
+        owner_uid = control_plane.kubectl(
+            "get", "configmap", "secret-owner", "-n", NAMESPACE, "-o", "jsonpath={.metadata.uid}", check=True
+        ).stdout
+        owner = {"apiVersion": "v1", "kind": "ConfigMap", "name": "secret-owner", "uid": owner_uid}
+        owners = json.dumps({"metadata": {"ownerReferences": [owner]}})
+        control_plane.kubectl("patch", "secret", SECRET, "-n", NAMESPACE, "--type=merge", "-p", owners, check=True)
+        control_plane.kubectl("label", "secret", SECRET, "-n", NAMESPACE, "velero.io/backup-name=nightly", check=True)
+        control_plane.kubectl(
+            "annotate", "secret", SECRET, "-n", NAMESPACE, "--overwrite",
+            "apiserver-tls-guard.io/phase-since=2026-11-25T10:00:00", "example.com/keep=yes", check=True,
+        )  # fmt: skip
+        serial = _certs(_secret(control_plane), "tls.crt")[0].serial_number
+        control_plane.kubectl("annotate", "secret", SECRET, "-n", NAMESPACE, "apiserver-tls-guard.io/rotate=serving")
+        wait_for(lambda: _certs(_secret(control_plane), "tls.crt")[0].serial_number != serial, what="a rotation")
+        meta = _secret(control_plane)["metadata"]
+    finally:
+        stop_server(server)
+        control_plane.kubectl("delete", "configmap", "secret-owner", "-n", NAMESPACE, "--ignore-not-found")
+    print(f"\nready {ready_seconds:.1f} s after the webhook configuration was created")
+    assert meta["labels"]["velero.io/backup-name"] == "nightly"
+    assert meta["annotations"]["example.com/keep"] == "yes"
+    assert meta["ownerReferences"] == [owner]
+    assert "apiserver-tls-guard.io/rotate" not in meta["annotations"]
+    assert dt.datetime.fromisoformat(meta["annotations"]["apiserver-tls-guard.io/phase-since"]).tzinfo is not None
+    log = server.log_text()
+    assert "unreadable rotation phase start; treated as now" in log
+    assert "certificate sync failed" not in log

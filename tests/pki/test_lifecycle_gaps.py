@@ -110,12 +110,26 @@ def test_phase_annotation_without_utc_offset_is_now_with_a_warning(
         caplog.set_level(logging.WARNING, logger="apiserver_tls_guard")
         t1 = T0 + dt.timedelta(minutes=1)
         # Before: TypeError (naive minus aware) at every sync, and a restarted pod never became ready.
-        assert a.sync_once(t1) == ["rotation phase start unreadable: overlap restarted now"]
+        assert a.sync_once(t1) == ["rotation phase start unreadable: set to now"]
         assert any("unreadable rotation phase start" in r.getMessage() for r in caplog.records)
         since = read_state(api.objects[SECRET]).since
         assert since == t1
+        caplog.clear()
+        assert a.sync_once(t1 + dt.timedelta(minutes=1)) == []  # written back: no warning at every sync
+        assert not any("unreadable rotation phase start" in r.getMessage() for r in caplog.records)
         assert a.sync_once(t1 + OVERLAP - dt.timedelta(minutes=1)) == []  # the overlap counts from t1
         assert "promoted the next CA: serving certificate now issued by it" in a.sync_once(t1 + OVERLAP)
+
+
+def test_bad_phase_annotation_on_a_settled_secret_is_written_back_once(tmp_path: Path) -> None:
+    api = FakeKubeApi(objects={VWC: vwc()})
+    with serve_fake_api(api, tmp_path) as kubeconfig:
+        a = replica(kubeconfig, tmp_path, "a")
+        a.sync_once(T0)
+        api.objects[SECRET]["metadata"]["annotations"][PHASE_ANNOTATION] = "2026-11-25 10:00"
+        assert a.sync_once(T0) == ["rotation phase start unreadable: set to now"]
+        assert a.sync_once(T0) == []
+        assert read_state(api.objects[SECRET]).since == T0
 
 
 def test_secret_writes_keep_foreign_metadata_and_data(tmp_path: Path) -> None:

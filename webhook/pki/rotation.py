@@ -83,10 +83,11 @@ def plan(
         actions.append("created CA")
         if kept:
             actions.append(f"kept {len(kept)} CA(s) still trusted in the caBundle for the overlap")
-    elif state.since is None and (state.next_ca is not None or len(state.bundle) > 1):
-        # The phase's start is unreadable (a hand-edited annotation): the overlap starts again now.
+    elif state.since is None:
+        # The phase's start is missing or unreadable (a hand-edited annotation): now, written back once, so the
+        # warning is not repeated at every sync; an overlap under way starts again.
         state = replace(state, since=now)
-        actions.append("rotation phase start unreadable: overlap restarted now")
+        actions.append("rotation phase start unreadable: set to now")
     elif (
         state.next_ca is None
         and (ca.cert.not_valid_after_utc - now < timing.ca_renew_before or state.requested == "ca")
