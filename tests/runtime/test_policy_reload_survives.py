@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from webhook.core.policy import Mode, PolicyInForce, load_policy, policy_digest
+from webhook.core.policy import Mode, PolicyInForce, load_in_force, load_policy, policy_digest
 from webhook.runtime.policy_reload import PolicyReloader
 
 NO_OVERRIDES: dict[str, Any] = {"mode": None, "cisVersion": None}
@@ -113,6 +113,11 @@ def test_the_policy_in_force_is_known_by_the_hash_of_the_bytes_it_was_parsed_fro
     assert reloader.check() is True
     mode = reloader.in_force.policy.mode.value
     assert reloader.in_force.digest == policy_digest(None, NO_OVERRIDES, f"mode: {mode}\n".encode())
+    # And at start (serving.build_app): one read too.
+    for _ in range(2):
+        started = load_in_force(path, NO_OVERRIDES)
+        mode = started.policy.mode.value
+        assert started.digest == policy_digest(None, NO_OVERRIDES, f"mode: {mode}\n".encode())
 
 
 def test_the_watcher_task_never_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -274,13 +274,19 @@ def policy_digest(path: str | Path | None, overrides: Mapping[str, Any], content
 
 def load_policy(path: str | Path | None, **overrides: Any) -> Policy:
     """The policy from a YAML file (or the defaults), with command-line settings applied on top."""
+    return load_in_force(path, overrides).policy
+
+
+def load_in_force(path: str | Path | None, overrides: Mapping[str, Any]) -> PolicyInForce:
+    """The policy and its hash from one read of the file: read twice, a ConfigMap swapped in between would pair
+    the old policy with the new hash, and the reloader would then never apply the new file."""
     if path is None:
-        return policy_from_bytes(None, "config", **overrides)
+        return PolicyInForce(policy_from_bytes(None, "config", **overrides), policy_digest(None, overrides))
     try:
         content = Path(path).read_bytes()
     except OSError as err:
         raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
-    return policy_from_bytes(content, str(path), **overrides)
+    return PolicyInForce(policy_from_bytes(content, str(path), **overrides), policy_digest(path, overrides, content))
 
 
 def policy_from_bytes(content: bytes | None, source: str, **overrides: Any) -> Policy:
