@@ -81,3 +81,24 @@ def test_mismatched_pair_is_refused_and_the_old_one_keeps_serving(tmp_path: Path
         stop_server(server)
     assert loop.failed == 0, loop.errors[:3]
     assert "key values mismatch" in server.log_text() or "KEY_VALUES_MISMATCH" in server.log_text()
+
+
+def test_the_scratch_copy_of_the_key_is_gone_after_the_load(tmp_path: Path) -> None:
+    import tempfile
+
+    from webhook.runtime import reload
+    from webhook.runtime.tls import server_context
+
+    certs = tmp_path / "certs"
+    ca = CA.create()
+    install(certs, ca)
+    context = server_context(certs / "tls.crt", certs / "tls.key")
+    reload.CONTEXTS.append(context)
+    try:
+        reloader = reload.CertReloader(certs / "tls.crt", certs / "tls.key", interval=0.1)
+        install(certs, ca)
+        assert reloader.check() is True
+    finally:
+        reload.CONTEXTS.remove(context)
+    for root in {reload._scratch_root() or tempfile.gettempdir(), tempfile.gettempdir()}:
+        assert not list(Path(root).glob("apiserver-tls-guard-reload-*")), root

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import ssl
 import tempfile
 from pathlib import Path
@@ -62,7 +63,7 @@ class CertReloader:
         if current in (self._loaded, self._refused):
             return False
         try:
-            with tempfile.TemporaryDirectory(prefix="apiserver-tls-guard-reload-") as scratch:
+            with tempfile.TemporaryDirectory(prefix="apiserver-tls-guard-reload-", dir=_scratch_root()) as scratch:
                 # The bytes read above, and no others: the files may change again while we load.
                 cert, key = Path(scratch) / "tls.crt", Path(scratch) / "tls.key"
                 write_file(cert, pair[0], private=False)
@@ -90,6 +91,13 @@ class CertReloader:
                 self.check()
             except Exception as err:  # the watcher outlives any bug of ours; the loaded pair keeps serving
                 log.error("certificate reload failed", extra=logs.fields(error=f"{type(err).__name__}: {err}"))
+
+
+def _scratch_root() -> str | None:
+    """Where the pair is copied for the scratch load: a tmpfs when there is one (/dev/shm, writable in a container
+    with a read-only root filesystem), so the private key never lands on the node's disk; else the default."""
+    shm = "/dev/shm"  # noqa: S108 - a private folder is made inside it, 0700, and removed after the load
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
 def _fingerprint(cert: bytes, key: bytes) -> str:
