@@ -182,3 +182,19 @@ def test_the_audit_keeps_only_what_runs_kube_apiserver(tmp_path: Path) -> None:
     assert len(everything) == 5001
     print(f"\nscan of 5,001 pods: peak {peak_kept / 1e6:.1f} MB keeping the apiservers, {peak_all / 1e6:.1f} MB all")
     assert peak_kept < peak_all
+
+
+def test_audit_counts_are_replaced_whole_across_worker_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several workers: the holder writes the counts, any worker answers /metrics; a fixed violation is gone at
+    once (a Gauge's label stayed in its worker file for the life of the process)."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    metrics.AUDIT_VIOLATIONS.replace({("tls-cert-and-key", "kube-system"): 2.0, ("anonymous-auth", "a"): 1.0})
+    text = metrics.exposition()[0].decode()
+    assert 'apiserver_tls_guard_audit_violations{control="tls-cert-and-key",namespace="kube-system"} 2.0' in text
+    metrics.AUDIT_VIOLATIONS.replace({("anonymous-auth", "a"): 1.0})  # tls-cert-and-key fixed
+    text = metrics.exposition()[0].decode()
+    assert "tls-cert-and-key" not in text and 'control="anonymous-auth",namespace="a"} 1.0' in text
+    metrics.AUDIT_VIOLATIONS._series = {}  # another worker's memory: it reads the shared file
+    assert metrics.AUDIT_VIOLATIONS.current() == {("anonymous-auth", "a"): 1.0}

@@ -82,7 +82,8 @@ AUDIT_LAST_SUCCESS = Gauge(
 )
 POLICY_RELOAD_ERRORS = Counter(
     f"{NAMESPACE}_policy_reload_errors_total",
-    "Changed policy files that were refused (invalid); the policy in force was kept.",
+    "Changed policy files that were refused (unreadable, not UTF-8, not YAML or not a valid policy); the policy "
+    "in force was kept.",
 )
 CERT_RELOAD_ERRORS = Counter(
     f"{NAMESPACE}_certificate_reload_errors_total",
