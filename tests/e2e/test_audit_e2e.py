@@ -13,6 +13,7 @@ import json
 import os
 import re
 import ssl
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,3 +180,66 @@ def test_scan_writes_reports_the_apiserver_accepts(control_plane: ControlPlane, 
         assert applied.returncode == 0, applied.stderr
         assert report(control_plane, resource, HOSTED) is not None
         control_plane.kubectl("delete", resource, "apiserver-tls-guard", "-n", HOSTED)
+
+
+# --- issue 21: one auditor per cluster, reports of others untouched -------------------------------------------
+
+
+def _records(server: RunningServer) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in server.log_text().splitlines() if line.startswith("{")]
+
+
+def _audits(server: RunningServer) -> list[dict[str, Any]]:
+    return [r for r in _records(server) if r.get("msg") == "audit"]
+
+
+def _violation_series(server: RunningServer) -> list[str]:
+    return re.findall(r"^apiserver_tls_guard_audit_violations\{.*$", metrics_text(server), re.MULTILINE)
+
+
+def test_rbac_names_our_reports_and_leaves_everyone_elses(control_plane: ControlPlane, audited_cluster: Path) -> None:
+    for verb in ("get", "update", "delete", "list"):
+        assert can_i(control_plane, verb, "policyreports.wgpolicyk8s.io/apiserver-tls-guard", "-n", HOSTED), verb
+        assert not can_i(control_plane, verb, "policyreports.wgpolicyk8s.io/kyverno-polr-1", "-n", HOSTED), verb
+        assert not can_i(control_plane, verb, "reports.openreports.io/kyverno-polr-1", "-n", HOSTED), verb
+    # RBAC cannot narrow create by name: the name is in the body, not in the URL the authorizer sees.
+    assert can_i(control_plane, "create", "policyreports.wgpolicyk8s.io", "-n", HOSTED)
+    assert not can_i(control_plane, "list", "policyreports.wgpolicyk8s.io", "--all-namespaces")  # only by name
+    assert can_i(control_plane, "update", "leases.coordination.k8s.io/apiserver-tls-guard-audit", "-n", NAMESPACE)
+    assert not can_i(control_plane, "update", "leases.coordination.k8s.io/kube-scheduler", "-n", "kube-system")
+
+
+def test_one_auditor_among_replicas_and_workers_and_a_handover(
+    control_plane: ControlPlane, audited_cluster: Path, certs_dir: Path, tmp_path: Path
+) -> None:
+    """Two replicas of two workers each: one worker audits (one writer of each report, one exporter of the
+    counts); when its replica stops, another takes the Lease over and audits."""
+    args = ["--mode", "enforce", "--kubeconfig", str(audited_cluster), "--audit-interval", "1"]
+    args += ["--policy-reports", "wgpolicyk8s.io/v1alpha2", "--workers", "2"]
+    first = start_server(certs_dir, tmp_path, *args)
+    second = start_server(certs_dir, tmp_path, *args)
+    try:
+        wait_for(lambda: _audits(first) or _audits(second), timeout=60, what="an audit")
+        time.sleep(5)
+        auditing = [s for s in (first, second) if _audits(s)]
+        assert len(auditing) == 1, "both replicas audited"
+        leader, other = auditing[0], (second if auditing[0] is first else first)
+        assert len({r["pid"] for r in _audits(leader)}) == 1, "two workers audited"
+        assert all(r["errors"] == [] for r in _audits(leader))
+        # Whichever worker answers /metrics (new connections are spread over both), the counts are there once.
+        for _ in range(6):
+            assert _violation_series(leader) == [
+                f'apiserver_tls_guard_audit_violations{{control="tls-cert-and-key",namespace="{HOSTED}"}} 1.0'
+            ]
+            assert _violation_series(other) == []  # a second exporter would double `sum by (control, namespace)`
+        stop_server(leader)  # SIGTERM: the holder releases the Lease on its way out
+        handed = time.monotonic()
+        wait_for(lambda: _audits(other), timeout=60, what="the other replica taking the Lease over")
+        handover = time.monotonic() - handed
+        print(f"\naudit Lease handed over in {handover:.1f} s after its holder stopped")
+        assert handover < 10, "the Lease was not released: the other replica waited for it to expire (15 s)"
+        assert "audit Lease released" in leader.log_text()
+        wait_for(lambda: _violation_series(other), what="the counts exported by the new holder")
+    finally:
+        stop_server(first)
+        stop_server(second)

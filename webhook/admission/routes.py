@@ -19,7 +19,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from webhook.admission.app import MAX_BODY_BYTES, answer_review
 from webhook.core.policy import PolicyInForce
-from webhook.runtime import metrics
+from webhook.runtime import metrics, readiness
 
 JSON = "application/json"
 
@@ -108,8 +108,14 @@ async def healthz() -> Response:
     return Response(b'{"status":"ok"}', media_type=JSON)
 
 
-@operations.get("/readyz", summary="Readiness", responses=_PROBE)
+@operations.get(
+    "/readyz",
+    summary="Readiness",
+    responses={**_PROBE, 503: _json("Probe", "with --cluster-certs: the caBundle is not yet published")},
+)
 async def readyz() -> Response:
+    if not readiness.ready():  # runtime/readiness.py: with --cluster-certs, the caBundle not yet published
+        return Response(b'{"status":"not ready: caBundle not yet published"}', status_code=503, media_type=JSON)
     return Response(b'{"status":"ready"}', media_type=JSON)
 
 

@@ -393,27 +393,46 @@ class PolicyInForce:
     digest: str
 
 
-def policy_digest(path: str | Path | None, overrides: Mapping[str, Any]) -> str:
-    """A short hash of what the policy is made from: the file's bytes and the command-line settings."""
-    content = Path(path).read_bytes() if path is not None else b""
+def policy_digest(path: str | Path | None, overrides: Mapping[str, Any], content: bytes | None = None) -> str:
+    """A short hash of what the policy is made from: the file's bytes (`content` when already read) and the
+    command-line settings."""
+    if content is None:
+        content = Path(path).read_bytes() if path is not None else b""
     settings = repr(sorted((k, v) for k, v in overrides.items() if v is not None)).encode()
     return hashlib.sha256(content + b"\0" + settings).hexdigest()[:16]
 
 
 def load_policy(path: str | Path | None, **overrides: Any) -> Policy:
     """The policy from a YAML file (or the defaults), with command-line settings applied on top."""
+    return load_in_force(path, overrides).policy
+
+
+def load_in_force(path: str | Path | None, overrides: Mapping[str, Any]) -> PolicyInForce:
+    """The policy and its hash from one read of the file: read twice, a ConfigMap swapped in between would pair
+    the old policy with the new hash, and the reloader would then never apply the new file."""
+    if path is None:
+        return PolicyInForce(policy_from_bytes(None, "config", **overrides), policy_digest(None, overrides))
+    try:
+        content = Path(path).read_bytes()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    return PolicyInForce(policy_from_bytes(content, str(path), **overrides), policy_digest(path, overrides, content))
+
+
+def policy_from_bytes(content: bytes | None, source: str, **overrides: Any) -> Policy:
+    """The policy from a file's bytes (None: the defaults), so that what is parsed is exactly what is hashed."""
     data: dict[str, Any] = {}
-    if path is not None:
+    if content is not None:
         try:
-            loaded = yaml_text.safe_load(Path(path).read_text(encoding="utf-8"))
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+            loaded = yaml_text.safe_load(content.decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{source}: not UTF-8 text (byte {err.start}: {content[err.start]:#04x})") from None
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+            raise ConfigError(f"{source}: not valid YAML: {err}") from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping")
+            raise ConfigError(f"{source}: the top level must be a mapping")
         data = dict(loaded or {})
     for key, value in overrides.items():
         if value is not None:
             data[key] = value
-    return parse_policy(data, source=str(path) if path else "config")
+    return parse_policy(data, source=source)

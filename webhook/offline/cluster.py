@@ -50,6 +50,13 @@ class ScanError(Exception):
     """The cluster could not be read: no configuration, or a list call failed."""
 
 
+class ListExpired(ScanError):
+    """410 Gone on a page: the continue token outlived etcd's compaction; the list must start again."""
+
+
+LIST_RESTARTS = 3  # an expired list is started again this many times before the kind counts as unread
+
+
 def _owner(obj: Mapping[str, Any], namespace: str) -> tuple[str, str, str] | None:
     """(kind, namespace, name) of the controlling owner (or the first owner), if any."""
     owners = [o for o in (obj.get("metadata") or {}).get("ownerReferences") or [] if isinstance(o, Mapping)]
@@ -77,6 +84,10 @@ def list_objects(
             response = method(**scoped, **paging, _preload_content=False, _request_timeout=30)
             body = json.loads(response.data)
         except ApiException as err:
+            if err.status == 410 and token:
+                raise ListExpired(
+                    f"cannot list {listed.kind}s: HTTP 410 {err.reason} (continue token expired)"
+                ) from None
             raise ScanError(f"cannot list {listed.kind}s: HTTP {err.status} {err.reason}") from None
         except (HTTPError, OSError, ValueError) as err:
             raise ScanError(f"cannot list {listed.kind}s: {err}") from None
@@ -93,37 +104,66 @@ def list_objects(
 
 
 def scan(
-    api: client.ApiClient, policy: Policy, namespace: str | None, progress: Callable[[str], None]
+    api: client.ApiClient,
+    policy: Policy,
+    namespace: str | None,
+    progress: Callable[[str], None],
+    only_apiservers: bool = False,
 ) -> tuple[list[Judged], list[str]]:
     """Judge what runs, not only what is declared: every Pod is judged, also when a workload owns it. An owned
     object that fails exactly as its owner's template is reported once, through the owner; one that differs (a
     StatefulSet with OnDelete updates, a fixed template over an old pod, an ownerReference to nothing we know) is
-    reported itself, marked as drift when its owner is known."""
+    reported itself, marked as drift when its owner is known. `only_apiservers`: keep nothing of the objects that
+    do not run kube-apiserver (the continuous audit: its memory follows the control planes, not the cluster).
+    A list whose continue token expired (410) is started again; what it had yielded is dropped first."""
     judged: list[Judged] = []
     errors: list[str] = []
     seen: dict[tuple[str, str, str], Failures] = {}
     for listed in KINDS:
-        try:
-            for obj in list_objects(api, listed, namespace, progress):
-                meta = obj.get("metadata") or {}
-                ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
-                verdict = evaluate(obj, policy)
-                failures: Failures = frozenset((f.container, f.key) for f in verdict.findings)
-                seen[(listed.kind, ns, name)] = failures
-                source = f"{listed.kind.lower()}/{ns}/{name}"
-                owner = _owner(obj, ns)
-                if owner is not None and owner in seen:
-                    if seen[owner] == failures:
-                        continue  # reported through its owner
-                    source += f" (drift: differs from its owner {owner[0].lower()}/{owner[1]}/{owner[2]})"
-                resource = {
-                    "apiVersion": listed.api_version,
-                    "kind": listed.kind,
-                    "namespace": ns,
-                    "name": name,
-                    "uid": str(meta.get("uid", "")),
-                }
-                judged.append(Judged(source, 1, verdict, resource=resource))
-        except ScanError as err:
-            errors.append(str(err))
+        for _ in range(LIST_RESTARTS + 1):
+            mark = len(judged)
+            try:
+                _scan_kind(api, policy, namespace, progress, listed, only_apiservers, judged, seen)
+                break
+            except ListExpired:
+                del judged[mark:]
+            except ScanError as err:
+                errors.append(str(err))
+                break
+        else:
+            errors.append(f"cannot list {listed.kind}s: the list expired {LIST_RESTARTS + 1} times")
     return judged, errors
+
+
+def _scan_kind(
+    api: client.ApiClient,
+    policy: Policy,
+    namespace: str | None,
+    progress: Callable[[str], None],
+    listed: Listed,
+    only_apiservers: bool,
+    judged: list[Judged],
+    seen: dict[tuple[str, str, str], Failures],
+) -> None:
+    for obj in list_objects(api, listed, namespace, progress):
+        meta = obj.get("metadata") or {}
+        ns, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        verdict = evaluate(obj, policy)
+        if only_apiservers and not verdict.runs_apiserver:
+            continue
+        failures: Failures = frozenset((f.container, f.key) for f in verdict.findings)
+        seen[(listed.kind, ns, name)] = failures
+        source = f"{listed.kind.lower()}/{ns}/{name}"
+        owner = _owner(obj, ns)
+        if owner is not None and owner in seen:
+            if seen[owner] == failures:
+                continue  # reported through its owner
+            source += f" (drift: differs from its owner {owner[0].lower()}/{owner[1]}/{owner[2]})"
+        resource = {
+            "apiVersion": listed.api_version,
+            "kind": listed.kind,
+            "namespace": ns,
+            "name": name,
+            "uid": str(meta.get("uid", "")),
+        }
+        judged.append(Judged(source, 1, verdict, resource=resource))

@@ -5,7 +5,12 @@ before it expires, in three steps, each at least `overlap` after the previous on
 the new chain before any replica serves it and keeps trusting the old one until every replica has moved:
 introduce (bundle = old + new CA, still serving from the old), promote (serve from the new CA, bundle unchanged),
 retire (bundle = new CA only). `overlap` (15 minutes) is far longer than a replica needs to see a change
-(sync every 60 s, reload within 5 s).
+(sync every 60 s, reload within 5 s). Promotion also waits until the webhook configuration is seen trusting the
+next CA (`published`): on time is not enough when publishing the bundle failed.
+
+A lost Secret (deleted, or its CA unreadable) means a new CA, while the other replicas still serve from the old
+one until their next sync: the new bundle keeps every still-valid CA the webhook configuration trusted (and the
+Secret's old bundle held), and they leave it one `overlap` later, as in a rotation.
 
 An operator can ask for a rotation now by annotating the Secret `apiserver-tls-guard.io/rotate=serving` (a new
 serving certificate from the same CA) or `=ca` (the three CA steps above, starting now).
@@ -14,6 +19,7 @@ serving certificate from the same CA) or `=ca` (the three CA steps above, starti
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from cryptography import x509
@@ -25,7 +31,7 @@ from webhook.pki.authority import CA, CA_DAYS, CA_RENEW_BEFORE, RENEW_BEFORE, SE
 @dataclass(frozen=True)
 class Timing:
     """The lifecycle's timings; defaults are the product's (serving 365 days, renewed 30 days before; CA 10 years,
-    rotated a year before; 15 minutes between CA steps; a sync a minute).
+    rotated a year before; 15 minutes between CA steps; a sync a minute, a look at the caBundle every 2 s).
     """
 
     serving_days: int = SERVING_DAYS
@@ -34,6 +40,7 @@ class Timing:
     ca_renew_before: dt.timedelta = CA_RENEW_BEFORE
     overlap: dt.timedelta = dt.timedelta(minutes=15)
     sync_seconds: float = 60.0
+    watch_seconds: float = 2.0  # between looks at the webhook configuration's caBundle (repaired when changed)
 
 
 @dataclass(frozen=True)
@@ -58,14 +65,29 @@ def _serving_ok(state: CertState, identities: list[str], now: dt.datetime, timin
     return serving_ok(state.serving.cert, state.serving.key, state.ca, identities, now, timing.serving_renew_before)
 
 
-def plan(state: CertState, now: dt.datetime, identities: list[str], timing: Timing) -> tuple[CertState, list[str]]:
-    """The state the Secret should hold now, and what changed (empty: nothing to write)."""
+def plan(
+    state: CertState,
+    now: dt.datetime,
+    identities: list[str],
+    timing: Timing,
+    published: Sequence[x509.Certificate] = (),
+) -> tuple[CertState, list[str]]:
+    """The state the Secret should hold now, and what changed (empty: nothing to write). `published`: the CAs
+    every webhook of the configuration trusts now (its caBundle, as read)."""
     actions: list[str] = []
     ca = state.ca
     if ca is None or ca.cert.not_valid_after_utc <= now:
         ca = CA.create(days=timing.ca_days, now=now)
-        state = CertState(ca=ca, bundle=(ca.cert,), since=now)
+        kept = tuple(c for c in dict.fromkeys((*published, *state.bundle)) if c.not_valid_after_utc > now)
+        state = CertState(ca=ca, bundle=(*kept, ca.cert), since=now)
         actions.append("created CA")
+        if kept:
+            actions.append(f"kept {len(kept)} CA(s) still trusted in the caBundle for the overlap")
+    elif state.since is None:
+        # The phase's start is missing or unreadable (a hand-edited annotation): now, written back once, so the
+        # warning is not repeated at every sync; an overlap under way starts again.
+        state = replace(state, since=now)
+        actions.append("rotation phase start unreadable: set to now")
     elif (
         state.next_ca is None
         and (ca.cert.not_valid_after_utc - now < timing.ca_renew_before or state.requested == "ca")
@@ -74,7 +96,12 @@ def plan(state: CertState, now: dt.datetime, identities: list[str], timing: Timi
         next_ca = CA.create(days=timing.ca_days, now=now)
         state = replace(state, next_ca=next_ca, bundle=(ca.cert, next_ca.cert), since=now)
         actions.append("introduced the next CA into the caBundle")
-    elif state.next_ca is not None and state.since is not None and now - state.since >= timing.overlap:
+    elif (
+        state.next_ca is not None
+        and state.since is not None
+        and now - state.since >= timing.overlap
+        and state.next_ca.cert in published
+    ):
         promoted = state.next_ca
         state = replace(state, ca=promoted, next_ca=None, serving=None, since=now)
         actions.append("promoted the next CA: serving certificate now issued by it")

@@ -1,9 +1,15 @@
-"""The Secret that holds the CA, the serving certificate and the caBundle: encoding and decoding only."""
+"""The Secret that holds the CA, the serving certificate and the caBundle: encoding and decoding only.
+
+The Secret is ours, but not only ours: a backup tool, Argo CD or Helm may add labels, annotations, owner
+references, finalizers or data keys. A write replaces the whole object (PUT), so it starts from the Secret as read
+and changes only our keys.
+"""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +23,8 @@ from webhook.pki.rotation import CertState
 PHASE_ANNOTATION = "apiserver-tls-guard.io/phase-since"
 # `kubectl annotate secret apiserver-tls-guard-certs apiserver-tls-guard.io/rotate=serving|ca`: rotate now.
 ROTATE_ANNOTATION = "apiserver-tls-guard.io/rotate"
+OUR_KEYS = ("ca.crt", "ca.key", "tls.crt", "tls.key", "ca-bundle.crt", "next-ca.crt", "next-ca.key")
+log = logging.getLogger("apiserver_tls_guard")
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,24 @@ def _load_leaf(cert: bytes | None, key: bytes | None) -> LeafCert | None:
         return None
 
 
+def _since(text: object) -> dt.datetime | None:
+    """The phase's start; None (the plan restarts the overlap now) when absent, unreadable or without a UTC offset,
+    which could not be compared with an aware time (the TypeError that kept a restarted pod from becoming ready)."""
+    if not text:
+        return None
+    try:
+        since = dt.datetime.fromisoformat(str(text))
+    except ValueError:
+        since = None
+    if since is None or since.tzinfo is None or since.utcoffset() is None:
+        log.warning(
+            "unreadable rotation phase start; treated as now",
+            extra={"fields": {"annotation": PHASE_ANNOTATION, "value": str(text)[:64]}},
+        )
+        return None
+    return since
+
+
 def read_state(secret: Mapping[str, Any] | None) -> CertState:
     """The certificates a Secret holds (CertState()); anything unreadable counts as missing, so the plan makes it
     again.
@@ -75,11 +101,7 @@ def read_state(secret: Mapping[str, Any] | None) -> CertState:
         bundle = tuple(x509.load_pem_x509_certificates(bundle_pem)) if bundle_pem else ()
     except ValueError:
         bundle = ()
-    since_text = annotations.get(PHASE_ANNOTATION)
-    try:
-        since = dt.datetime.fromisoformat(since_text) if since_text else None
-    except ValueError:
-        since = None
+    since = _since(annotations.get(PHASE_ANNOTATION))
     return CertState(
         ca=_load_ca(_unb64(data, "ca.crt"), _unb64(data, "ca.key")),
         serving=_load_leaf(_unb64(data, "tls.crt"), _unb64(data, "tls.key")),
@@ -92,25 +114,35 @@ def read_state(secret: Mapping[str, Any] | None) -> CertState:
     )
 
 
-def secret_body(names: LifecycleNames, state: CertState, resource_version: str | None) -> dict[str, Any]:
-    """The Secret to write for `state`, with the resourceVersion read (optimistic concurrency: a race answers 409)."""
+def secret_body(names: LifecycleNames, state: CertState, current: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The Secret to write for `state`, from the Secret as read (`current`, None: there is none): its
+    resourceVersion (optimistic concurrency: a race answers 409), and everything that is not ours kept."""
     assert state.ca is not None and state.serving is not None
-    data = {
-        "ca.crt": b64(state.ca.cert_pem),
-        "ca.key": b64(state.ca.key_pem),
-        "tls.crt": b64(state.serving.cert_pem),
-        "tls.key": b64(state.serving.key_pem),
-        "ca-bundle.crt": b64(state.bundle_pem),
-    }
+    read = dict(current or {})
+    read_meta: Mapping[str, Any] = read.get("metadata") or {}
+    data = {k: v for k, v in (read.get("data") or {}).items() if k not in OUR_KEYS}
+    data.update(
+        {
+            "ca.crt": b64(state.ca.cert_pem),
+            "ca.key": b64(state.ca.key_pem),
+            "tls.crt": b64(state.serving.cert_pem),
+            "tls.key": b64(state.serving.key_pem),
+            "ca-bundle.crt": b64(state.bundle_pem),
+        }
+    )
     if state.next_ca is not None:
         data["next-ca.crt"] = b64(state.next_ca.cert_pem)
         data["next-ca.key"] = b64(state.next_ca.key_pem)
+    # The rotate request is taken by the plan: it is not written back.
+    annotations = {k: v for k, v in (read_meta.get("annotations") or {}).items() if k != ROTATE_ANNOTATION}
+    annotations[PHASE_ANNOTATION] = (state.since or dt.datetime.now(dt.UTC)).isoformat()
     metadata: dict[str, Any] = {
+        **{k: v for k, v in read_meta.items() if k not in ("labels", "annotations", "managedFields")},
         "name": names.secret,
         "namespace": names.namespace,
-        "labels": {"app.kubernetes.io/name": "apiserver-tls-guard"},
-        "annotations": {PHASE_ANNOTATION: (state.since or dt.datetime.now(dt.UTC)).isoformat()},
+        "labels": {**(read_meta.get("labels") or {}), "app.kubernetes.io/name": "apiserver-tls-guard"},
+        "annotations": annotations,
     }
-    if resource_version:
-        metadata["resourceVersion"] = resource_version
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": metadata, "data": data}
+    # A Secret's type cannot change; one made as kubernetes.io/tls by hand stays so.
+    kind = str(read.get("type") or "Opaque")
+    return {"apiVersion": "v1", "kind": "Secret", "type": kind, "metadata": metadata, "data": data}

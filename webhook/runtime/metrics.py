@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import platform
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -18,6 +22,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from webhook import __version__
 
@@ -64,19 +69,6 @@ CACHE_LOOKUPS = Counter(
     "Reviews answered from the verdict cache (hit) or judged (miss); the hit rate is hit / (hit + miss).",
     ["result"],
 )
-POLICY_INFO = Gauge(
-    f"{NAMESPACE}_policy_info",
-    "1 for the policy in force, 0 for one it replaced; the label is its hash (file and command-line settings).",
-    ["hash"],
-    multiprocess_mode="max",
-)
-AUDIT_VIOLATIONS = Gauge(
-    f"{NAMESPACE}_audit_violations",
-    "Failing (object, control) pairs found by the last continuous audit of the cluster, by control and namespace "
-    "(namespaces past the first 100 are counted as '(other)').",
-    ["control", "namespace"],
-    multiprocess_mode="max",
-)
 AUDIT_RUNS = Counter(
     f"{NAMESPACE}_audit_runs_total",
     "Continuous audits of the cluster, by result (ok: the whole cluster was read; error: some list or report "
@@ -96,8 +88,78 @@ EVALUATION_ERRORS = Counter(
 )
 POLICY_RELOAD_ERRORS = Counter(
     f"{NAMESPACE}_policy_reload_errors_total",
-    "Changed policy files that were refused (invalid); the policy in force was kept.",
+    "Changed policy files that were refused (unreadable, not UTF-8, not YAML or not a valid policy); the policy "
+    "in force was kept.",
 )
+CERT_RELOAD_ERRORS = Counter(
+    f"{NAMESPACE}_certificate_reload_errors_total",
+    "Changed serving certificate files that were refused (the pair did not load: a certificate without its key, "
+    "a mismatched or unreadable pair); the pair loaded before kept serving.",
+)
+
+
+class _Snapshot:
+    """A gauge family whose whole set of series is replaced at once, which prometheus_client's Gauge cannot do
+    across worker processes: in multiprocess mode every worker keeps its own file of values, `clear()` and
+    `remove()` touch only the calling worker's memory, and a label set once lives in its file until the process
+    ends. So `policy_info` kept one series per hash ever seen, and `audit_violations` kept a fixed violation (or
+    a worker's that stopped auditing) exported forever. The series live here instead: in memory, and with several
+    workers in one JSON file in PROMETHEUS_MULTIPROC_DIR (replaced atomically), read by whichever worker answers
+    /metrics.
+    """
+
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...], shared: bool) -> None:
+        self.name, self.documentation, self.labels, self.shared = name, documentation, labels, shared
+        self._series: dict[tuple[str, ...], float] = {}
+
+    def _file(self) -> Path | None:
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR") if self.shared else None
+        return Path(folder) / f"{self.name}.snapshot.json" if folder else None
+
+    def replace(self, series: Mapping[tuple[str, ...], float]) -> None:
+        """The family is exactly these series from now on (empty: none)."""
+        self._series = dict(series)
+        path = self._file()
+        if path is not None:
+            data = json.dumps([[list(k), v] for k, v in self._series.items()]).encode()
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(tmp, path)
+
+    def current(self) -> dict[tuple[str, ...], float]:
+        path = self._file()
+        if path is None:
+            return dict(self._series)
+        try:
+            return {tuple(k): float(v) for k, v in json.loads(path.read_bytes())}
+        except (OSError, ValueError, TypeError):
+            return {}
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
+        for labels, value in sorted(self.current().items()):
+            family.add_metric(list(labels), value)
+        yield family
+
+
+POLICY_INFO = _Snapshot(
+    f"{NAMESPACE}_policy_info",
+    "1 for the policy in force; the label is its hash (file and command-line settings). One series: the policy "
+    "this worker answers with.",
+    ("hash",),
+    shared=False,  # every worker reloads the file itself; the one answering /metrics tells its own
+)
+AUDIT_VIOLATIONS = _Snapshot(
+    f"{NAMESPACE}_audit_violations",
+    "Failing (object, control) pairs found by the last complete continuous audit of the cluster, by control and "
+    "namespace (namespaces past the first 100 are counted as '(other)'). Exported only by the replica that holds "
+    "the audit Lease.",
+    ("control", "namespace"),
+    shared=True,  # one worker audits; any worker may answer /metrics
+)
+REGISTRY.register(POLICY_INFO)
+REGISTRY.register(AUDIT_VIOLATIONS)
 
 
 # Bound label children, looked up once: `labels()` validates and locks on every call, on the hot path.
@@ -136,10 +198,9 @@ def cache_lookup(hit: bool) -> None:
 
 
 def record_policy(digest: str, previous: str | None = None) -> None:
-    """Mark the policy in force by its hash (and the one it replaced as no longer in force)."""
-    if previous and previous != digest:
-        POLICY_INFO.labels(previous).set(0)  # not remove(): worker processes share the metric files
-    POLICY_INFO.labels(digest).set(1)
+    """Mark the policy in force by its hash; the one it replaced (`previous`) is no longer exported at all."""
+    del previous
+    POLICY_INFO.replace({(digest,): 1.0})
 
 
 def record_certificates(cert_file: Path, ca_file: Path) -> None:
@@ -157,5 +218,7 @@ def exposition() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(POLICY_INFO)
+        registry.register(AUDIT_VIOLATIONS)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -5,6 +5,10 @@ and swaps the `..data` symlink, so reading the file's path always gives either t
 whole. The watcher re-reads it every few seconds; a valid new policy replaces the one in force (one assignment,
 on the event loop's thread), an invalid one is logged and the policy in force is kept, so a typo in a ConfigMap
 never switches the guard off or changes what it enforces.
+
+The file is read once per look: the policy is parsed from, and known by the hash of, the same bytes. Whatever goes
+wrong (unreadable, not UTF-8, not YAML, not a policy, a bug of ours) is a refused policy, logged with its reason
+and counted in `policy_reload_errors_total`; the watcher itself never stops, so a later valid file still applies.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from webhook.core.policy import ConfigError, PolicyInForce, load_policy, policy_digest
+from webhook.core.policy import ConfigError, PolicyInForce, policy_digest, policy_from_bytes
 from webhook.runtime import logs, metrics
 
 log = logging.getLogger("apiserver_tls_guard")
+UNREADABLE = "unreadable"
 
 
 class PolicyReloader:
@@ -27,30 +32,41 @@ class PolicyReloader:
         self.path, self.overrides, self.in_force, self.interval = Path(path), overrides, in_force, interval
         self._seen = in_force.digest  # the last content looked at, valid or not: an invalid file is logged once
 
+    def _refuse(self, seen: str, reason: str, refused_hash: str | None) -> None:
+        if seen == self._seen:
+            return  # the same refused content as at the last look: logged and counted once
+        self._seen = seen
+        metrics.POLICY_RELOAD_ERRORS.inc()
+        log.error(
+            "new policy refused; keeping the policy in force",
+            extra=logs.fields(
+                file=str(self.path), error=reason, policyHash=self.in_force.digest, refusedHash=refused_hash
+            ),
+        )
+
     def check(self) -> bool:
-        """Apply the file if it changed and is valid; True when a new policy is in force."""
+        """Apply the file if it changed and is valid; True when a new policy is in force. Never raises."""
         try:
-            digest = policy_digest(self.path, self.overrides)
-        except OSError as err:
-            if self._seen != "unreadable":
-                log.error(
-                    "policy file unreadable; keeping the policy in force",
-                    extra=logs.fields(file=str(self.path), error=err.strerror, policyHash=self.in_force.digest),
-                )
-                self._seen = "unreadable"
+            return self._check()
+        except Exception as err:  # a bug of ours must not end the watcher: refuse, say why, look again later
+            self._refuse(f"error:{type(err).__name__}:{err}", f"{type(err).__name__}: {err}", None)
             return False
+
+    def _check(self) -> bool:
+        try:
+            content = self.path.read_bytes()
+        except OSError as err:
+            self._refuse(UNREADABLE, f"cannot read: {err.strerror or err}", None)
+            return False
+        digest = policy_digest(self.path, self.overrides, content)
         if digest == self._seen:
             return False
-        self._seen = digest
         try:
-            policy = load_policy(self.path, **self.overrides)
+            policy = policy_from_bytes(content, str(self.path), **self.overrides)
         except ConfigError as err:
-            metrics.POLICY_RELOAD_ERRORS.inc()
-            log.error(
-                "new policy refused; keeping the policy in force",
-                extra=logs.fields(error=str(err), policyHash=self.in_force.digest, refusedHash=digest),
-            )
+            self._refuse(digest, str(err), digest)
             return False
+        self._seen = digest
         old = self.in_force.digest
         self.in_force.policy, self.in_force.digest = policy, digest
         metrics.record_policy(digest, old)

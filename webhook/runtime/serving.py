@@ -70,14 +70,14 @@ class TlsContextFactory:
 def build_app() -> FastAPI:
     """uvicorn's app factory, run in every worker: settings come from the environment the CLI set."""
     from webhook.admission.api import create_app
-    from webhook.core.policy import PolicyInForce, load_policy, policy_digest
+    from webhook.core.policy import load_in_force
     from webhook.runtime import metrics
     from webhook.runtime.policy_reload import PolicyReloader
 
     settings = ServeSettings(**json.loads(os.environ[SETTINGS_ENV]))
     logs.configure(settings.log_level, settings.log_format)
     overrides = {"mode": settings.mode, "cisVersion": settings.cis_version}
-    in_force = PolicyInForce(load_policy(settings.config, **overrides), policy_digest(settings.config, overrides))
+    in_force = load_in_force(settings.config, overrides)
     metrics.record_policy(in_force.digest)
     log.info("policy in force", extra=logs.fields(policyHash=in_force.digest, file=settings.config))
     files = CertFiles(Path(settings.certs_dir))
