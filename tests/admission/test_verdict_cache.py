@@ -84,3 +84,29 @@ def test_hit_rate_is_a_metric(enforce_client: ApiserverClient) -> None:
         enforce_client.review(admission_review(pod))
     assert count("hit") - hits_before >= 2
     assert count("miss") >= 1
+
+
+def test_a_retry_with_new_server_set_metadata_is_a_hit_and_deletion_is_not() -> None:
+    """The kubelet retries a denied mirror pod with the same pod; kube-apiserver gives each try a new uid and
+    creationTimestamp before validating admission (registry/rest/create.go FillObjectMetaSystemFields), so those
+    must not be in the key. deletionTimestamp and labels change the answer (deleting objects are admitted, label
+    exemptions), so they stay."""
+    policy = load_policy(None, mode="enforce")
+    cache = VerdictCache()
+    tries = []
+    for n in range(3):
+        review = admission_review(apiserver_pod(*NO_TLS))
+        review["request"]["object"]["metadata"].update(
+            uid=f"0000-{n}", creationTimestamp=f"2026-12-01T00:00:0{n}Z", resourceVersion=str(n)
+        )
+        tries.append(review)
+    keys = {VerdictCache.key(parse_review(r)) for r in tries}
+    assert len(keys) == 1
+    for review in tries:
+        answer_review(policy, json.dumps(review).encode(), cache)
+    assert len(cache) == 1
+    deleting = copy.deepcopy(tries[0])
+    deleting["request"]["object"]["metadata"]["deletionTimestamp"] = "2026-12-01T00:01:00Z"
+    labelled = copy.deepcopy(tries[0])
+    labelled["request"]["object"]["metadata"]["labels"] = {"env": "lab"}
+    assert len({*keys, VerdictCache.key(parse_review(deleting)), VerdictCache.key(parse_review(labelled))}) == 3

@@ -71,6 +71,22 @@ def serialize(response: Response, api_version: str) -> bytes:
     return _bounded(response, api_version, response.uid)
 
 
+# What kube-apiserver writes into an object before validating admission (apiserver registry/rest/create.go
+# FillObjectMetaSystemFields: uid, creationTimestamp; resourceVersion, managedFields on the way): different in
+# every retry of the same object, read by no check. A kubelet retrying a denied mirror pod sends byte-identical
+# pods but for these (seen on the node suite: 0 of 11 retries hit the cache while they were in the key).
+_SERVER_FIELDS = frozenset({"uid", "creationTimestamp", "resourceVersion", "generation", "managedFields"})
+
+
+def _without_server_fields(obj: object) -> object:
+    if not isinstance(obj, dict):
+        return obj
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict) or _SERVER_FIELDS.isdisjoint(metadata):
+        return obj
+    return {**obj, "metadata": {k: v for k, v in metadata.items() if k not in _SERVER_FIELDS}}
+
+
 class VerdictCache:
     """An LRU of answers for one policy at a time (`size` entries, `max_bytes` of answers); a different Policy object
     empties it."""
@@ -93,8 +109,8 @@ class VerdictCache:
             request.kind,
             request.namespace,
             request.name,
-            request.obj,
-            request.old_obj,
+            _without_server_fields(request.obj),
+            _without_server_fields(request.old_obj),
         ]
         # orjson keeps the source's key order: the same bytes from kube-apiserver give the same key, another order only
         # a miss. Non-string keys cannot come out of JSON.
