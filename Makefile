@@ -143,6 +143,7 @@ kube: $(addprefix $(KUBE_BIN)/,$(KUBE_CMDS)) $(KUBE_BIN)/etcd $(CRDS_STAMP) \
 # The node suite needs the image too; where it cannot be built (not root, not Debian) the suite says why.
 e2e: $(STAMP)
 	@if command -v go >/dev/null; then $(MAKE) --no-print-directory kube; fi
+	@$(PYTHON) -m tests.e2e.node.host || echo "the node suite will fail or skip, saying why"
 	@$(MAKE) --no-print-directory image || echo "make image failed: the node suite will fail or skip, saying why"
 	KUBE_BIN=$(abspath $(KUBE_BIN)) $(BIN)/pytest -q tests/e2e
 
