@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.e2e.conftest import BAD_FLAGS, apiserver_pod, unique, wait_for
+from tests.e2e.node.chart import reachable
 from tests.e2e.node.node import Node
 
 NAMESPACE = "apiserver-tls-guard"  # the overlays' own
@@ -30,7 +31,9 @@ def apply(node: Node, overlay: str) -> float:
         return all(w["clientConfig"].get("caBundle") for w in json.loads(config)["webhooks"])
 
     wait_for(published, 60, "the caBundle")
-    return time.monotonic() - started
+    seconds = time.monotonic() - started
+    print(f"  then {reachable(node):.1f} s until a review came through the Service")
+    return seconds
 
 
 @pytest.fixture(scope="module")

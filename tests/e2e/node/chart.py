@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.conftest import ROOT
+from tests.e2e.conftest import GOOD_FLAGS, apiserver_pod
 from tests.e2e.controlplane import KUBE_BIN
 from tests.e2e.node.node import Node
 
@@ -27,13 +28,31 @@ def helm(node: Node, *args: str, timeout: float = 300) -> subprocess.CompletedPr
     )
 
 
+def reachable(node: Node, timeout: float = 60) -> float:
+    """Seconds until kube-apiserver reaches the webhook through its Service: a compliant kube-apiserver pod
+    (server-side dry run) admitted. Pods Ready is not enough: until kube-proxy has written the new endpoints'
+    rules, the ClusterIP refuses connections (measured: 2 s after the EndpointSlice update, on 2 loaded cores),
+    and with failurePolicy Fail every such review fails."""
+    body = json.dumps(apiserver_pod("reachable-probe", GOOD_FLAGS))
+    started = time.monotonic()
+    while True:
+        result = node.kubectl("create", "--dry-run=server", "-f", "-", stdin=body)
+        if result.returncode == 0:
+            return time.monotonic() - started
+        if "failed calling webhook" not in result.stderr or time.monotonic() - started > timeout:
+            raise AssertionError(f"the webhook is not reachable through its Service: {result.stderr}")
+        time.sleep(0.2)
+
+
 @dataclass
 class Release:
-    """A helm release of the chart in `namespace`; `ready_seconds`: from `helm install` to `--wait` returning."""
+    """A helm release of the chart in `namespace`; `ready_seconds`: from `helm install` to `--wait` returning;
+    `reachable_seconds`: from then to the first review answered through the Service."""
 
     node: Node
     namespace: str
     ready_seconds: float = 0.0
+    reachable_seconds: float = 0.0
 
     def install(self, *values: str) -> None:
         sets = [item for value in values for item in ("--set", value)]
@@ -45,6 +64,7 @@ class Release:
             pods = self.node.kubectl("get", "pods", "-n", self.namespace, "-o", "wide").stdout
             events = self.node.kubectl("get", "events", "-n", self.namespace).stdout
             raise AssertionError(f"helm install failed:\n{result.stderr}\n{pods}\n{events}")
+        self.reachable_seconds = reachable(self.node)
 
     def uninstall(self) -> None:
         helm(self.node, "uninstall", "guard", "--namespace", self.namespace, "--wait")

@@ -167,13 +167,30 @@ class Namespaces:
     def run(self, argv: list[str], timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess[str]:
         return _run(self.enter(argv), timeout, check)
 
-    def stop(self) -> None:
-        """SIGKILL to the first process ends every process of the PID namespace (containers and shims too)."""
-        if self.pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
+    def stop(self) -> list[str]:
+        """SIGKILL to the first process ends every process of the PID namespace (containers and shims too); returns
+        the processes still in the network namespace after that (none, or the stop is not clean)."""
+        if not self.pid:
+            return []
+        try:
+            netns = os.stat(f"/proc/{self.pid}/ns/net").st_ino
+        except FileNotFoundError:
+            netns = 0
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
         if self.process:
             self.process.stop(timeout=5)
+        deadline = time.monotonic() + 10
+        while netns:
+            left = []
+            for entry in Path("/proc").iterdir():
+                with contextlib.suppress(OSError):
+                    if entry.name.isdigit() and os.stat(entry / "ns" / "net").st_ino == netns:
+                        left.append(f"{entry.name} ({(entry / 'comm').read_text().strip()})")
+            if not left or time.monotonic() > deadline:
+                return [f"still in the node's network namespace: {', '.join(left)}"] if left else []
+            time.sleep(0.1)
+        return []
 
 
 @dataclass
@@ -611,7 +628,7 @@ class Node:
         self.processes.clear()
         if self.namespaces is not None:
             try:
-                self.namespaces.stop()
+                errors += self.namespaces.stop()
             except Exception as err:
                 errors.append(f"namespaces: {err}")
             self.namespaces = None
