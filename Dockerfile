@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Two stages: the first builds a virtualenv, the second only copies it. The final image has no compiler, no
 # pip, no source tree and no secrets; certificates are made at run time (or mounted), never baked in.
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm

@@ -26,6 +26,7 @@ import yaml
 
 from tests.conftest import ROOT, RunningServer, ServerFactory
 from tests.e2e.controlplane import KUBE_BIN, ControlPlane, missing_binaries
+from tests.e2e.node.fixture import node  # noqa: F401  (the node suite's session fixture: tests/e2e/node)
 
 WEBHOOK_CONFIG = "apiserver-tls-guard"
 

@@ -71,10 +71,12 @@ class ClusterCA:
         cert = builder.sign(self.key, hashes.SHA256())
         return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
-    def serving(self) -> tuple[bytes, bytes]:
-        """kube-apiserver's serving pair: Go checks the IP SAN, never the CN."""
+    def serving(self, ips: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
+        """kube-apiserver's serving pair: Go checks the IP SAN, never the CN. `ips`: more addresses it is reached
+        at (a node's address, the `kubernetes` Service's ClusterIP)."""
         sans: list[x509.GeneralName] = [
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips),
             x509.DNSName("localhost"),
             x509.DNSName("kubernetes.default.svc"),
         ]
@@ -84,11 +86,10 @@ class ClusterCA:
             sans,
         )
 
-    def client(self, user: str, group: str) -> tuple[bytes, bytes]:
+    def client(self, user: str, group: str | None) -> tuple[bytes, bytes]:
         """A client certificate: CN is the user name, O the group, as kube-apiserver's x509 authenticator reads."""
-        subject = x509.Name(
-            [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group), x509.NameAttribute(NameOID.COMMON_NAME, user)]
-        )
+        organization = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group)] if group else []
+        subject = x509.Name([*organization, x509.NameAttribute(NameOID.COMMON_NAME, user)])
         return self._issue(subject, ExtendedKeyUsageOID.CLIENT_AUTH, [])
 
 

@@ -1,0 +1,3 @@
+module apiserver-tls-guard/tests/e2e/kube/pause
+
+go 1.26.0
