@@ -13,10 +13,10 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.e2e.conftest import unique
-from tests.e2e.node.image import ARCHIVE, TAG
+from tests.e2e.node.image import ARCHIVE, published
 from tests.e2e.node.node import Node
 
-REFERENCE = f"docker.io/library/{TAG}"
+REFERENCE = published()
 
 
 def _blob(archive: tarfile.TarFile, digest: str) -> Any:

@@ -76,6 +76,13 @@ def build_base(name: str) -> None:
             raise
 
 
+def published(tag: str = TAG) -> str:
+    """The fully qualified reference the chart and the overlays use by default for this tag's version."""
+    from release.pin import chart_image
+
+    return f"{chart_image(ROOT)}:{tag.rsplit(':', 1)[-1]}"
+
+
 def build(tag: str = TAG, out: Path = ARCHIVE) -> Path:
     missing = ensure_tools(["mmdebstrap", "buildah"])
     if missing:
@@ -94,8 +101,9 @@ def build(tag: str = TAG, out: Path = ARCHIVE) -> Path:
     )  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
-    # The archive names the image as kubelet and containerd spell the chart's reference.
-    _run("buildah", "push", local, f"oci-archive:{out}:docker.io/library/{tag}")
+    # The archive names the image as the chart's and the overlays' default reference (the published registry path,
+    # release/pin.py keeps them equal), so what the node pulls is what a user's cluster would pull.
+    _run("buildah", "push", local, f"oci-archive:{out}:{published(tag)}")
     size = out.stat().st_size
     print(f"image {tag} in {time.monotonic() - start:.0f} s: {out} ({size / 1e6:.0f} MB)", flush=True)
     return out
