@@ -175,7 +175,13 @@ $(PEERS_CRDS_STAMP): $(KYVERNO_MOD)/go.mod $(GATEKEEPER_MOD)/go.mod
 
 peers: $(KUBE_BIN)/kyverno $(KUBE_BIN)/gatekeeper $(PEERS_CRDS_STAMP)
 
+# matplotlib draws benchmarks/results/peers.png; only this benchmark needs it.
+PEERS_PLOT_STAMP := $(VENV)/.matplotlib
+$(PEERS_PLOT_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'matplotlib>=3.8'
+	touch $@
+
 # Builds what it needs, then the right-answer tables and (unless PEERS_COST=0) the pod-create cost loop.
-bench-peers: $(STAMP) peers
+bench-peers: $(STAMP) $(PEERS_PLOT_STAMP) peers
 	@if [ ! -x $(KUBE_BIN)/kube-apiserver ]; then $(MAKE) --no-print-directory kube; fi
 	KUBE_BIN=$(abspath $(KUBE_BIN)) PEERS_BIN=$(abspath $(KUBE_BIN)) $(BIN)/python -m benchmarks.peers.run

@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 
 from tests.admission.test_corpus import EXPECTED, corpus_objects
+from tests.cmdline.test_false_pass import CASES, SCRIPTS, pod
 from tests.e2e.conftest import as_kube_system_pod, audit_events, unique, wait_for
 from tests.e2e.controlplane import ControlPlane
 
@@ -64,23 +66,46 @@ def _audited(plane: ControlPlane, name: str, result: subprocess.CompletedProcess
     return list(wait_for(annotations, 15, f"the audit event of {name}"))
 
 
-def files() -> list[str]:
-    return sorted(EXPECTED)
+Subject = tuple[str, dict[str, Any], dict[str, str]]  # name, pod, seed control -> expected verdict
 
 
-def run(plane: ControlPlane) -> list[Answer]:
-    answers = []
-    for name in files():
+def corpus_subjects() -> list[Subject]:
+    out = []
+    for name in sorted(EXPECTED):
         [obj] = corpus_objects(name)
-        pod = as_kube_system_pod(obj, unique("peers"))
-        result = plane.kubectl("create", "-f", "-", stdin=json.dumps(pod))
+        out.append((name, as_kube_system_pod(obj, unique("peers")), {k: EXPECTED[name][k] for k in SEED}))
+    return out
+
+
+def fixture_subjects() -> list[Subject]:
+    """The project's own false-pass fixtures (tests/cmdline/test_false_pass.py): command lines whose value for a
+    seed control cannot be known from the pod spec or whose shell runs a worse command line, so that control must
+    not pass. Only those controls are judged; these cases were written for the product, so they say where string
+    matching fails rather than score the peers on the corpus."""
+    out = []
+    for case, (container, key, _) in sorted(CASES.items()):
+        if key in SEED:
+            out.append((f"reader: {case}", as_kube_system_pod(pod(container), unique("peers")), {key: "fail"}))
+    for case, (argv, keys) in sorted(SCRIPTS.items()):
+        container = {"name": "kube-apiserver", "image": "registry.k8s.io/kube-apiserver:v1.30.0", "command": argv}
+        judged = {k: "fail" for k in keys if k in SEED}
+        if judged:
+            out.append((f"script: {case}", as_kube_system_pod(pod(container), unique("peers")), judged))
+    return out
+
+
+def run(plane: ControlPlane, subjects: list[Subject]) -> list[Answer]:
+    answers = []
+    for name, obj, expected in subjects:
+        obj = {**obj, "metadata": {**obj["metadata"], "name": unique("peers")}}
+        result = plane.kubectl("create", "-f", "-", stdin=json.dumps(obj))
         if result.returncode == 0:
-            plane.kubectl("delete", "pod", "-n", "kube-system", pod["metadata"]["name"], "--wait=false")
+            plane.kubectl("delete", "pod", "-n", "kube-system", obj["metadata"]["name"], "--wait=false")
         elif "denied" not in result.stderr and "Forbidden" not in result.stderr:
             raise RuntimeError(f"{name}: the create failed, not by a policy: {result.stderr}")
-        got, deferred = judge(result.stderr, result.returncode, _audited(plane, pod["metadata"]["name"], result))
-        for key in SEED:
-            answers.append(Answer(name, key, EXPECTED[name][key], got[key], deferred))
+        got, deferred = judge(result.stderr, result.returncode, _audited(plane, obj["metadata"]["name"], result))
+        for key, want in expected.items():
+            answers.append(Answer(name, key, want, got[key], deferred))
     return answers
 
 
@@ -94,7 +119,7 @@ def table(results: dict[str, list[Answer]]) -> str:
         for a in answers:
             by_file.setdefault(a.name, {})[(engine, a.control)] = a
     for name in sorted(by_file):
-        cells = [name.split("-", 1)[0] + " " + name.split("-", 1)[1][:34]]
+        cells = [name[:38]]
         for engine in engines:
             for key in SEED:
                 found = by_file[name].get((engine, key))

@@ -149,6 +149,35 @@ class Vap(Engine):
             _delete(self.plane, self.manifest)
 
 
+def handwritten_vap() -> str:
+    """The CEL of kyverno-validatingpolicy.yaml as plain ValidatingAdmissionPolicies with Deny bindings: the
+    policy a VAP user would write by hand, so the same expressions are judged by kube-apiserver itself. Bound with
+    Deny and Audit, as our own `vap` binds its enforce policy: a denial names only the first failed validation
+    (k8s.io/apiserver validating/dispatcher.go `deniedDecisions[0]`); the Audit action's validation_failure
+    annotation names every one."""
+    documents = []
+    for vpol in yaml.safe_load_all((POLICIES / "kyverno-validatingpolicy.yaml").read_text()):
+        name = f"handwritten-{vpol['metadata']['name']}"
+        spec = {k: vpol["spec"][k] for k in ("matchConstraints", "matchConditions", "variables", "validations")}
+        group = "admissionregistration.k8s.io/v1"
+        binding = {"policyName": name, "validationActions": ["Deny", "Audit"]}
+        documents += [
+            {"apiVersion": group, "kind": "ValidatingAdmissionPolicy", "metadata": {"name": name},
+             "spec": {**spec, "failurePolicy": "Fail"}},
+            {"apiVersion": group, "kind": "ValidatingAdmissionPolicyBinding", "metadata": {"name": name},
+             "spec": binding},
+        ]  # fmt: skip
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": documents})
+
+
+@dataclass
+class HandwrittenVap(Vap):
+    """kyverno-validatingpolicy.yaml's CEL as plain ValidatingAdmissionPolicies (see handwritten_vap)."""
+
+    def start(self) -> None:
+        self.manifest = handwritten_vap()
+
+
 KYVERNO_NS = "kyverno"
 # The chart's default resourceFilters (charts/kyverno/values.yaml config.resourceFilters) without its
 # `[*/*,kube-system,*]`: Kyverno skips kube-system by default, twice (here and in the webhooks' namespaceSelector),
@@ -386,6 +415,7 @@ def make_engines(plane: ControlPlane, workdir: Path) -> list[Engine]:
         Engine("baseline", plane, workdir),
         Ours("apiserver-tls-guard", plane, workdir),
         Vap("vap", plane, workdir),
+        HandwrittenVap("vap-handwritten", plane, workdir),
         Kyverno("kyverno", plane, workdir, shared=shared),
         Kyverno("kyverno-clusterpolicy", plane, workdir, shared=shared, policy_file="kyverno-clusterpolicy.yaml"),
         Gatekeeper("gatekeeper", plane, workdir),

@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     plane = ControlPlane(workdir / "control-plane", with_controller_manager=False)
     plane.start()
     answers: dict[str, list[corpus.Answer]] = {}
+    fixtures: dict[str, list[corpus.Answer]] = {}
     results: dict[str, Any] = {}
     engines = [e for e in make_engines(plane, workdir) if e.name != "baseline"]
     try:
@@ -147,9 +148,14 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             engine.start()
             engine.enable()
-            answers[engine.name] = corpus.run(plane)
+            answers[engine.name] = corpus.run(plane, corpus.corpus_subjects())
+            fixtures[engine.name] = corpus.run(plane, corpus.fixture_subjects())
             right = sum(a.right for a in answers[engine.name])
-            print(f"   corpus: {right}/{len(answers[engine.name])} right ({time.monotonic() - started:.0f} s)")
+            fixed = sum(a.right for a in fixtures[engine.name])
+            print(
+                f"   corpus: {right}/{len(answers[engine.name])} right; false-pass fixtures: "
+                f"{fixed}/{len(fixtures[engine.name])} ({time.monotonic() - started:.0f} s)"
+            )
             costs: dict[str, Any] = {}
             if not args.no_cost:
                 rounds = cost.measure(engine, args.pods, args.concurrency, args.rounds)
@@ -158,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"   {kind}: p50 +{c['p50_added_ms']} ms, p99 +{c['p99_added_ms']} ms, "
                           f"cpu {c['cpu_s']} s, rss {c['rss_mb']} MB")  # fmt: skip
             results[engine.name] = _headline(engine.name, answers[engine.name], costs)
+            results[engine.name]["false_pass_fixtures"] = {
+                "right": sum(a.right for a in fixtures[engine.name]),
+                "total": len(fixtures[engine.name]),
+            }
             _stop(engine, engines)
     finally:
         for engine in engines:
@@ -169,12 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     print(corpus.table(answers))
     for name, wrong in corpus.wrong(answers).items():
         print(f"\n{name} wrong on {len(wrong)}:" + "".join(f"\n  - {w}" for w in wrong))
+    print("\n## The project's false-pass fixtures (only the controls that must not pass are judged)\n")
+    print(corpus.table(fixtures))
     if not args.no_cost:
         print("\n## Cost (medians over rounds)\n")
         print(_cost_table(results))
     document = {
         "engines": results,
         "corpus_table": corpus.table(answers),
+        "false_pass_fixtures_table": corpus.table(fixtures),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load": os.getloadavg()},
         "params": {"pods": args.pods, "concurrency": args.concurrency, "rounds": args.rounds},
         "logs": str(workdir),
