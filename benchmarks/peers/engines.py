@@ -341,6 +341,7 @@ class Gatekeeper(Engine):
             "--operation=webhook",
             f"--metrics-addr=127.0.0.1:{free_port()}",
             f"--health-addr=127.0.0.1:{free_port()}",
+            f"--prometheus-port={free_port()}",  # its metrics exporter's default 8888 may be taken
             "--log-level=WARNING",
         ]
         process = Process("gatekeeper", argv, self.workdir / "gatekeeper.log")
