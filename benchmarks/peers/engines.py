@@ -322,6 +322,10 @@ class Gatekeeper(Engine):
             _apply(plane, crd.read_text())
         plane.kubectl("create", "namespace", GATEKEEPER_NS)
         plane.kubectl("label", "namespace", GATEKEEPER_NS, "admission.gatekeeper.sh/ignore=no-self-managing")
+        # Its status objects are owned by its own Pod (POD_NAME), so that Pod must exist; no kubelet runs it.
+        own = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gatekeeper-local", "namespace": GATEKEEPER_NS}}
+        own["spec"] = {"containers": [{"name": "manager", "image": "openpolicyagent/gatekeeper:v3.23.1"}]}
+        plane.kubectl("apply", "-f", "-", stdin=json.dumps(own), check=True)
         certs = self.workdir / "gatekeeper-certs"
         certs.mkdir(exist_ok=True)
         self.ca = pki.ClusterCA()
