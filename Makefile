@@ -192,3 +192,52 @@ clean:
 # Small bugs put into the core modules one at a time; the tests must catch 90 % (tests/mutation/mutate.py).
 mutation: $(STAMP)
 	$(BIN)/python -m tests.mutation.mutate
+
+# --- Peers: Kyverno and Gatekeeper beside the product on the same kube-apiserver (benchmarks/PEERS.md) ---
+# Built niced with one package at a time: a cold build of each takes many minutes and must not starve the tests
+# that share the machine. Each is rebuilt only when its wrapper module's go.mod or go.sum changes.
+KYVERNO_MOD    := tests/e2e/kube/kyverno
+GATEKEEPER_MOD := tests/e2e/kube/gatekeeper
+PEERS_GOBUILD  := CGO_ENABLED=0 GOFLAGS=-buildvcs=false nice -n 19 go build -p 1 -trimpath -ldflags "-s -w"
+PEERS_CRDS     := $(KUBE_BIN)/peers-crds
+PEERS_CRDS_STAMP := $(PEERS_CRDS)/.fetched
+
+.PHONY: peers bench-peers
+
+$(KUBE_BIN)/kyverno: $(KYVERNO_MOD)/go.mod $(KYVERNO_MOD)/go.sum
+	@mkdir -p $(KUBE_BIN)
+	@echo "building kyverno (cold: many minutes, niced)"
+	@start=$$(date +%s); cd $(KYVERNO_MOD) && $(PEERS_GOBUILD) -o $(abspath $@) github.com/kyverno/kyverno/cmd/kyverno \
+		&& echo "built kyverno in $$(( $$(date +%s) - start )) s"
+	@touch $@
+
+$(KUBE_BIN)/gatekeeper: $(GATEKEEPER_MOD)/go.mod $(GATEKEEPER_MOD)/go.sum
+	@mkdir -p $(KUBE_BIN)
+	@echo "building gatekeeper (cold: many minutes, niced)"
+	@start=$$(date +%s); cd $(GATEKEEPER_MOD) && $(PEERS_GOBUILD) -o $(abspath $@) github.com/open-policy-agent/gatekeeper/v3 \
+		&& echo "built gatekeeper in $$(( $$(date +%s) - start )) s"
+	@touch $@
+
+# The peers' own CRDs, from the module versions the wrapper modules pin (never committed).
+$(PEERS_CRDS_STAMP): $(KYVERNO_MOD)/go.mod $(GATEKEEPER_MOD)/go.mod
+	@mkdir -p $(PEERS_CRDS)/kyverno $(PEERS_CRDS)/gatekeeper
+	@kdir=$$(cd $(KYVERNO_MOD) && go list -m -f '{{.Dir}}' github.com/kyverno/kyverno) && \
+		gdir=$$(cd $(GATEKEEPER_MOD) && go list -m -f '{{.Dir}}' github.com/open-policy-agent/gatekeeper/v3) && \
+		test -n "$$kdir" && test -n "$$gdir" && \
+		find $$kdir/config/crds -name '*.yaml' -exec cp {} $(PEERS_CRDS)/kyverno/ \; && \
+		cp $$gdir/manifest_staging/charts/gatekeeper/crds/*.yaml $(PEERS_CRDS)/gatekeeper/ && \
+		chmod -R u+w $(PEERS_CRDS)
+	@touch $@
+
+peers: $(KUBE_BIN)/kyverno $(KUBE_BIN)/gatekeeper $(PEERS_CRDS_STAMP)
+
+# matplotlib draws benchmarks/results/peers.png; only this benchmark needs it.
+PEERS_PLOT_STAMP := $(VENV)/.matplotlib
+$(PEERS_PLOT_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'matplotlib>=3.8'
+	touch $@
+
+# Builds what it needs, then the right-answer tables and (unless PEERS_COST=0) the pod-create cost loop.
+bench-peers: $(STAMP) $(PEERS_PLOT_STAMP) peers
+	@if [ ! -x $(KUBE_BIN)/kube-apiserver ]; then $(MAKE) --no-print-directory kube; fi
+	KUBE_BIN=$(abspath $(KUBE_BIN)) PEERS_BIN=$(abspath $(KUBE_BIN)) $(BIN)/python -m benchmarks.peers.run

@@ -1,0 +1,1 @@
+"""The product beside Kyverno, Gatekeeper and ValidatingAdmissionPolicy on one real kube-apiserver (issue 26)."""
