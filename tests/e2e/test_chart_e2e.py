@@ -270,6 +270,10 @@ def render(tmp_path: Path, *values: str, file: str = "") -> subprocess.Completed
         (("podDisruptionBudget.minAvailable=100%",), "", "no node could ever be drained"),
         (("networkPolicy.apiServerPorts={}",), "", "/networkPolicy/apiServerPorts"),
         (("serviceMonitor.interval=often",), "", "/serviceMonitor/interval"),
+        # No self-exemption (issue 20 point 4): a name or label exemption names its namespaces.
+        ((), "exemptions: {names: [kube-apiserver-lab-*]}\n", "/exemptions/names/0"),
+        ((), "exemptions: {names: [{pattern: kube-apiserver-lab-*}]}\n", "/exemptions/names/0"),
+        ((), "exemptions: {labelSelectors: [{matchLabels: {env: lab}}]}\n", "/exemptions/labelSelectors/0"),
     ],
 )
 def test_bad_values_are_refused_with_what_to_change(
