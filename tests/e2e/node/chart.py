@@ -67,7 +67,16 @@ class Release:
         self.reachable_seconds = reachable(self.node)
 
     def uninstall(self) -> None:
-        helm(self.node, "uninstall", "guard", "--namespace", self.namespace, "--wait")
+        """helm uninstall, pre-delete hook included. Once in a full CI run it left the release behind (the next
+        module's install then met our ClusterRoles owned by this release); what the hook's Job and pods showed is
+        printed, and the release is removed without hooks so later modules still start clean. The hook itself is
+        proved in tests/e2e/test_chart_lifecycle_e2e.py."""
+        result = helm(self.node, "uninstall", "guard", "--namespace", self.namespace, "--wait", "--timeout", "2m")
+        if result.returncode != 0:
+            jobs = self.node.kubectl("get", "jobs,pods", "-n", self.namespace, "-o", "wide").stdout
+            print(f"helm uninstall failed, removing the release without hooks:\n{result.stderr}\n{jobs}")
+            again = helm(self.node, "uninstall", "guard", "--namespace", self.namespace, "--no-hooks", "--wait")
+            assert again.returncode == 0, again.stderr
         self.node.kubectl("delete", "namespace", self.namespace, "--wait=false")
 
     def pods(self) -> list[dict[str, Any]]:
