@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from webhook.core.catalog import Control
 from webhook.core.engine import Finding
 from webhook.core.operators import passes_when
 from webhook.core.policy import Policy
@@ -47,6 +48,21 @@ def _result(
         properties["cisId"] = cis
     if findings:
         properties["containers"] = ",".join(sorted({f.container for f in findings}))
+    return result_entry(key, control, cis, benchmark, result, message, resource, seconds, properties)
+
+
+def result_entry(
+    key: str,
+    control: Control,
+    cis: str | None,
+    benchmark: str,
+    result: str,
+    message: str,
+    resource: Mapping[str, str],
+    seconds: int,
+    properties: dict[str, str],
+) -> dict[str, Any]:
+    """One result of either API, the fields Policy Reporter reads (shared with the probe's cluster report)."""
     return {
         "source": SOURCE,
         "policy": key,

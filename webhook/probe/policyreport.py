@@ -14,7 +14,7 @@ from typing import Any
 
 from webhook.core.catalog import Catalog
 from webhook.core.policy import Mode, Policy
-from webhook.offline.policyreport import MANAGED_BY, RESULTS, SOURCE
+from webhook.offline.policyreport import MANAGED_BY, RESULTS, SOURCE, result_entry
 from webhook.probe.judge import FAIL, PASS
 from webhook.probe.report import Probed
 
@@ -43,19 +43,7 @@ def _result(
     properties = {"benchmark": benchmark, "mode": mode.value, "endpoint": url}
     if cis:
         properties["cisId"] = cis
-    return {
-        "source": SOURCE,
-        "policy": key,
-        "rule": f"CIS {cis}" if cis else key,
-        "category": f"CIS Kubernetes Benchmark v{benchmark}",
-        "severity": "high" if control.scored else "medium",
-        "scored": control.scored,
-        "result": result,
-        "message": message,
-        "resources": [dict(SERVICE)],
-        "timestamp": {"seconds": seconds, "nanos": 0},
-        "properties": properties,
-    }
+    return result_entry(key, control, cis, benchmark, result, message, SERVICE, seconds, properties)
 
 
 def cluster_report(
