@@ -40,6 +40,25 @@ def missing_binaries() -> list[str]:
     return [name for name in BINARIES if not (KUBE_BIN / name).is_file()]
 
 
+def kubectl(
+    kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = False, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Real kubectl on the host with `kubeconfig`; `check` fails with its stderr."""
+    binary = shutil.which("kubectl")
+    assert binary, "kubectl is not installed"
+    result = subprocess.run(
+        [binary, f"--kubeconfig={kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -317,16 +336,4 @@ class ControlPlane:
         self, *args: str, stdin: str | None = None, check: bool = False, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         """Real kubectl against this control plane."""
-        kubectl = shutil.which("kubectl")
-        assert kubectl, "kubectl is not installed"
-        result = subprocess.run(
-            [kubectl, f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-        return result
+        return kubectl(self.kubeconfig, *args, stdin=stdin, check=check, timeout=timeout)

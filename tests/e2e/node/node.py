@@ -18,7 +18,6 @@ import atexit
 import contextlib
 import json
 import os
-import shutil
 import signal
 import ssl
 import subprocess
@@ -30,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.e2e import pki
+from tests.e2e import controlplane, pki
 from tests.e2e.controlplane import AUDIT_POLICY, KUBE_BIN, Process, free_port
 from tests.e2e.node.host import missing_tools
 
@@ -594,19 +593,7 @@ class Node:
         self, *args: str, stdin: str | None = None, check: bool = False, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         """Real kubectl on the host, through the forwarder."""
-        kubectl = shutil.which("kubectl")
-        assert kubectl, "kubectl is not installed"
-        result = subprocess.run(
-            [kubectl, f"--kubeconfig={self.kubeconfig}", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-        return result
+        return controlplane.kubectl(self.kubeconfig, *args, stdin=stdin, check=check, timeout=timeout)
 
     def write_static_pod(self, name: str, manifest: dict[str, object]) -> Path:
         """Pitfall: the kubelet may read a file copied in place half-written; write a dot-file, then rename."""
