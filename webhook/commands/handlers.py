@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import sys
 from pathlib import Path
 
@@ -37,6 +38,18 @@ def cmd_certs(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """`serve`: check the policy, get the certificates (local, external or in-cluster), then run uvicorn."""
+    from webhook.runtime import logs, signals
+
+    signals.install()  # first: as a container's PID 1 a signal without a handler is dropped (runtime/signals.py)
+    try:
+        return _serve(args)
+    except signals.Stopped as stop:  # before uvicorn served (it takes the signals over once it does)
+        log = logging.getLogger("apiserver_tls_guard")
+        log.warning("stopped before serving", extra=logs.fields(signal=stop.name, exitCode=stop.exit_code))
+        return stop.exit_code
+
+
+def _serve(args: argparse.Namespace) -> int:
     from webhook.runtime.serving import ServeSettings, serve  # uvicorn is only imported by the command that needs it
 
     _policy(args)  # a bad configuration stops here, with its reason, before anything listens
@@ -81,10 +94,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         probe_interval=args.probe_interval,
         openapi=args.openapi,
     )
-    try:
-        return serve(settings)
-    except KeyboardInterrupt:  # Ctrl-C before uvicorn took over the signals: nothing was in flight
-        return EXIT_OK
+    return serve(settings)
 
 
 def cmd_controls(args: argparse.Namespace) -> int:
