@@ -24,14 +24,16 @@ def _policy(args: argparse.Namespace) -> Policy:
 
 def cmd_certs(args: argparse.Namespace) -> int:
     """`certs`: make (or keep) the CA and serving certificate in --out; print the caBundle."""
-    result = ensure_certs(args.out, args.service, args.namespace)
+    result = ensure_certs(args.out, args.service, args.namespace, owner=args.owner)
     files = result.files
     for path, made in (
         (files.ca_cert, result.created_ca),
         (files.cert, result.created_serving),
         (files.key, result.created_serving),
     ):
-        print(f"{'wrote' if made else 'kept '} {path}", file=sys.stderr)
+        found = path.stat()
+        print(f"{'wrote' if made else 'kept '} {path} ({found.st_uid}:{found.st_gid} {found.st_mode & 0o777:o})",
+              file=sys.stderr)  # fmt: skip
     print(ca_bundle(files.ca_cert.read_bytes()))
     return EXIT_OK
 
@@ -201,15 +203,26 @@ def cmd_vap(args: argparse.Namespace) -> int:
 
 def cmd_static(args: argparse.Namespace) -> int:
     """`static`: write the static guardrail and print the kube-apiserver flag that loads it."""
-    from webhook.commands.static import DEFAULT_IMAGE, write
+    from webhook.commands.static import DEFAULT_IMAGE, RUN_AS, unreadable, write
 
-    ca_pem = CertFiles(Path(args.certs_dir)).ca_cert.read_bytes() if args.certs_dir else None
+    certs = Path(args.certs_dir).resolve() if args.certs_dir else None
+    ca_pem = CertFiles(certs).ca_cert.read_bytes() if certs else None
     directory = Path(args.directory)
     image = args.image or DEFAULT_IMAGE
     written = write(directory, _policy(args), ca_pem=ca_pem, port=args.port, failure_policy=args.failure_policy,
-                    image=image)  # fmt: skip
+                    image=image, host_certs_dir=str(certs))  # fmt: skip
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
+    if certs:
+        pod = directory.resolve() / "apiserver-tls-guard.yaml"
+        print(f"static pod: copy {pod} into the kubelet's staticPodPath (kubeadm: /etc/kubernetes/manifests/); "
+              f"it runs as UID {RUN_AS} and reads {certs}", file=sys.stderr)  # fmt: skip
+        refused = unreadable(certs)
+        if refused:
+            # With failurePolicy Ignore a pod that cannot start leaves the node unguarded without a word: say it now.
+            print(f"apiserver-tls-guard: warning: UID {RUN_AS} cannot read {', '.join(map(str, refused))}; make "
+                  f"them its own (the key stays 0600, ca.key yours): apiserver-tls-guard certs --out {certs} "
+                  f"--owner {RUN_AS}:{RUN_AS}", file=sys.stderr)  # fmt: skip
     config = directory.resolve() / "admission-configuration.yaml"
     print(f"kube-apiserver flag: --admission-control-config-file={config}")
     return EXIT_OK
