@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +144,19 @@ def test_unreadable_follows_the_kernels_order(tmp_path: Path, uid: int, gid: int
     assert certs not in unreadable(certs)
     certs.chmod(0o700)  # root's folder, no search for others
     assert certs in unreadable(certs)
+
+
+@as_root
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux) to run as UID 65532")
+def test_serve_names_the_file_and_the_user_when_it_cannot_read_the_key() -> None:
+    """What the static pod's log says (before: the TLS library's bare "Permission denied", no file, no user)."""
+    with tempfile.TemporaryDirectory(dir="/tmp") as top:  # pytest's folders are 0700: UID 65532 could not look in
+        os.chmod(top, 0o755)
+        certs = Path(top) / "certs"
+        assert cli("certs", "--out", str(certs)).returncode == 0
+        exe = Path(sys.executable).with_name("apiserver-tls-guard")
+        as_pod = ["setpriv", f"--reuid={RUN_AS}", f"--regid={RUN_AS}", "--clear-groups"]
+        argv = [*as_pod, str(exe), "serve", "--external-certs", "--certs-dir", str(certs), "--port", "1"]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert f"UID {RUN_AS} cannot read {certs / 'tls.key'}" in result.stderr and "Traceback" not in result.stderr

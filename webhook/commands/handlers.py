@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -68,6 +69,11 @@ def _serve(args: argparse.Namespace) -> int:
         missing = [str(p) for p in (given.cert, given.key) if not p.is_file()]
         if missing:
             print(f"apiserver-tls-guard: --external-certs: missing {', '.join(missing)}", file=sys.stderr)
+            return EXIT_USAGE
+        refused = [str(p) for p in (given.cert, given.key) if not os.access(p, os.R_OK)]
+        if refused:  # else the TLS library's bare "Permission denied", naming no file and no user
+            print(f"apiserver-tls-guard: --external-certs: UID {os.getuid()} cannot read {', '.join(refused)} "
+                  "(a hostPath keeps the host's owner: `certs --owner`)", file=sys.stderr)  # fmt: skip
             return EXIT_USAGE
     else:
         ensure_certs(args.certs_dir, args.service, args.namespace)
