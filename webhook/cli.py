@@ -54,6 +54,19 @@ def _exit_code(text: str) -> int:
     return code
 
 
+def _owner(text: str) -> tuple[int, int]:
+    """UID:GID (or UID, with the group of the same number), numeric: the user inside the image is not in the
+    host's /etc/passwd."""
+    uid, _, gid = text.partition(":")
+    try:
+        owner = (int(uid), int(gid or uid))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not UID:GID in numbers: {text!r}") from None
+    if min(owner) < 0:
+        raise argparse.ArgumentTypeError(f"not UID:GID in numbers: {text!r}")
+    return owner
+
+
 def _add_policy_options(parser: argparse.ArgumentParser, default_mode: str | None) -> None:
     parser.add_argument("--config", help="policy file (YAML): modes per control, exemptions, cisVersion")
     parser.add_argument(
@@ -81,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("--out", required=True, help="directory for ca.crt, ca.key, tls.crt, tls.key")
     certs.add_argument("--service", default=DEFAULT_SERVICE, help="the webhook's Service: the certificate's name")
     certs.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="the Service's namespace")
+    certs.add_argument(
+        "--owner",
+        type=_owner,
+        metavar="UID:GID",
+        help="owner of tls.key, tls.crt and ca.crt (the key stays 0600; ca.key stays yours): the user the server "
+        "runs as, 65532:65532 in our image, for the static node-local webhook's hostPath (see `static`)",
+    )
     certs.set_defaults(func=handlers.cmd_certs)
 
     serve = sub.add_parser("serve", help="serve the admission webhook over HTTPS")

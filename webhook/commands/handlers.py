@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -23,20 +25,34 @@ def _policy(args: argparse.Namespace) -> Policy:
 
 def cmd_certs(args: argparse.Namespace) -> int:
     """`certs`: make (or keep) the CA and serving certificate in --out; print the caBundle."""
-    result = ensure_certs(args.out, args.service, args.namespace)
+    result = ensure_certs(args.out, args.service, args.namespace, owner=args.owner)
     files = result.files
     for path, made in (
         (files.ca_cert, result.created_ca),
         (files.cert, result.created_serving),
         (files.key, result.created_serving),
     ):
-        print(f"{'wrote' if made else 'kept '} {path}", file=sys.stderr)
+        found = path.stat()
+        print(f"{'wrote' if made else 'kept '} {path} ({found.st_uid}:{found.st_gid} {found.st_mode & 0o777:o})",
+              file=sys.stderr)  # fmt: skip
     print(ca_bundle(files.ca_cert.read_bytes()))
     return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """`serve`: check the policy, get the certificates (local, external or in-cluster), then run uvicorn."""
+    from webhook.runtime import logs, signals
+
+    signals.install()  # first: as a container's PID 1 a signal without a handler is dropped (runtime/signals.py)
+    try:
+        return _serve(args)
+    except signals.Stopped as stop:  # before uvicorn served (it takes the signals over once it does)
+        log = logging.getLogger("apiserver_tls_guard")
+        log.warning("stopped before serving", extra=logs.fields(signal=stop.name, exitCode=stop.exit_code))
+        return stop.exit_code
+
+
+def _serve(args: argparse.Namespace) -> int:
     from webhook.runtime.serving import ServeSettings, serve  # uvicorn is only imported by the command that needs it
 
     _policy(args)  # a bad configuration stops here, with its reason, before anything listens
@@ -53,6 +69,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         missing = [str(p) for p in (given.cert, given.key) if not p.is_file()]
         if missing:
             print(f"apiserver-tls-guard: --external-certs: missing {', '.join(missing)}", file=sys.stderr)
+            return EXIT_USAGE
+        refused = [str(p) for p in (given.cert, given.key) if not os.access(p, os.R_OK)]
+        if refused:  # else the TLS library's bare "Permission denied", naming no file and no user
+            print(f"apiserver-tls-guard: --external-certs: UID {os.getuid()} cannot read {', '.join(refused)} "
+                  "(a hostPath keeps the host's owner: `certs --owner`)", file=sys.stderr)  # fmt: skip
             return EXIT_USAGE
     else:
         ensure_certs(args.certs_dir, args.service, args.namespace)
@@ -81,10 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         probe_interval=args.probe_interval,
         openapi=args.openapi,
     )
-    try:
-        return serve(settings)
-    except KeyboardInterrupt:  # Ctrl-C before uvicorn took over the signals: nothing was in flight
-        return EXIT_OK
+    return serve(settings)
 
 
 def cmd_controls(args: argparse.Namespace) -> int:
@@ -191,15 +209,26 @@ def cmd_vap(args: argparse.Namespace) -> int:
 
 def cmd_static(args: argparse.Namespace) -> int:
     """`static`: write the static guardrail and print the kube-apiserver flag that loads it."""
-    from webhook.commands.static import DEFAULT_IMAGE, write
+    from webhook.commands.static import DEFAULT_IMAGE, RUN_AS, unreadable, write
 
-    ca_pem = CertFiles(Path(args.certs_dir)).ca_cert.read_bytes() if args.certs_dir else None
+    certs = Path(args.certs_dir).resolve() if args.certs_dir else None
+    ca_pem = CertFiles(certs).ca_cert.read_bytes() if certs else None
     directory = Path(args.directory)
     image = args.image or DEFAULT_IMAGE
     written = write(directory, _policy(args), ca_pem=ca_pem, port=args.port, failure_policy=args.failure_policy,
-                    image=image)  # fmt: skip
+                    image=image, host_certs_dir=str(certs))  # fmt: skip
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
+    if certs:
+        pod = directory.resolve() / "apiserver-tls-guard.yaml"
+        print(f"static pod: copy {pod} into the kubelet's staticPodPath (kubeadm: /etc/kubernetes/manifests/); "
+              f"it runs as UID {RUN_AS} and reads {certs}", file=sys.stderr)  # fmt: skip
+        refused = unreadable(certs)
+        if refused:
+            # With failurePolicy Ignore a pod that cannot start leaves the node unguarded without a word: say it now.
+            print(f"apiserver-tls-guard: warning: UID {RUN_AS} cannot read {', '.join(map(str, refused))}; make "
+                  f"them its own (the key stays 0600, ca.key yours): apiserver-tls-guard certs --out {certs} "
+                  f"--owner {RUN_AS}:{RUN_AS}", file=sys.stderr)  # fmt: skip
     config = directory.resolve() / "admission-configuration.yaml"
     print(f"kube-apiserver flag: --admission-control-config-file={config}")
     return EXIT_OK

@@ -13,7 +13,7 @@ Written to DIR:
 - `webhooks/`: a ValidatingWebhookConfiguration for a webhook served on the node's loopback (`url`), with the
   caBundle of the certificates in --certs-dir, and failurePolicy Ignore so that a node can always boot;
 - `apiserver-tls-guard.yaml`: the static pod that serves that webhook (host network, 127.0.0.1, certificates from
-  the host);
+  the host folder --certs-dir, read as RUN_AS: `certs --owner 65532:65532` makes them its own, see `unreadable`);
 - `admission-configuration.yaml`: the AdmissionConfiguration that points kube-apiserver at both folders.
 """
 
@@ -34,6 +34,8 @@ SUFFIX = ".static.k8s.io"
 # its registry path and tag equal to the chart's and the kustomize base's.
 DEFAULT_IMAGE = "ghcr.io/apiserver-tls-guard/apiserver-tls-guard:0.1.0"
 WEBHOOK = f"apiserver-tls-guard{SUFFIX}"
+# The image's user (Dockerfile: USER 65532:65532); the static pod runs as it and reads the host's files as it.
+RUN_AS = 65532
 
 
 def _static(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -105,8 +107,18 @@ def admission_configuration(directory: Path) -> dict[str, Any]:
     }
 
 
+def _probe(path: str, port: int, period: int, failures: int) -> dict[str, Any]:
+    # host: the kubelet probes a host-network pod at the node's address, and the webhook listens on loopback only.
+    get = {"host": "127.0.0.1", "port": port, "path": path, "scheme": "HTTPS"}
+    return {"httpGet": get, "periodSeconds": period, "failureThreshold": failures}
+
+
 def static_pod(port: int, certs_dir: str, image: str) -> dict[str, Any]:
-    """The static pod that serves the node-local webhook on 127.0.0.1."""
+    """The static pod that serves the node-local webhook on 127.0.0.1, as RUN_AS, reading the host's `certs_dir`.
+
+    No fsGroup: the kubelet changes the ownership of no hostPath volume (pkg/volume/hostpath/host_path.go, SetUp
+    only checks the path's type), so the files must already be readable by RUN_AS (`certs --owner`).
+    """
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -114,11 +126,21 @@ def static_pod(port: int, certs_dir: str, image: str) -> dict[str, Any]:
         "spec": {
             "hostNetwork": True,
             "priorityClassName": "system-node-critical",
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": RUN_AS,
+                "runAsGroup": RUN_AS,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
             "containers": [
                 {
                     "name": "webhook",
                     "image": image,
                     "args": ["serve", "--host=127.0.0.1", f"--port={port}", "--certs-dir=/certs", "--external-certs"],
+                    # As the chart's: start-up can take long on a busy node; liveness only once it serves.
+                    "startupProbe": _probe("/healthz", port, 2, 60),
+                    "readinessProbe": _probe("/readyz", port, 5, 2),
+                    "livenessProbe": _probe("/healthz", port, 10, 3),
                     "securityContext": {
                         "runAsNonRoot": True,
                         "readOnlyRootFilesystem": True,
@@ -131,6 +153,29 @@ def static_pod(port: int, certs_dir: str, image: str) -> dict[str, Any]:
             "volumes": [{"name": "certs", "hostPath": {"path": certs_dir, "type": "Directory"}}],
         },
     }
+
+
+def unreadable(certs_dir: Path, uid: int = RUN_AS, gid: int = RUN_AS) -> list[Path]:
+    """What of `certs_dir` the static pod's user cannot open: the folder (search), tls.key, tls.crt, ca.crt (read).
+
+    The kernel's order (fs/namei.c, acl_permission_check): the owner's bits if the user owns it, else the group's if
+    its group matches, else the others'; no ACLs here.
+    """
+    from webhook.pki.authority import CertFiles
+
+    files = CertFiles(certs_dir)
+    wanted = [(certs_dir, 0o1), (files.key, 0o4), (files.cert, 0o4), (files.ca_cert, 0o4)]
+    refused = []
+    for path, bit in wanted:
+        try:
+            found = path.stat()
+        except OSError:
+            refused.append(path)
+            continue
+        shift = 6 if found.st_uid == uid else 3 if found.st_gid == gid else 0
+        if not found.st_mode & (bit << shift):
+            refused.append(path)
+    return refused
 
 
 def write(

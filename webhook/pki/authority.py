@@ -204,12 +204,30 @@ class CertFiles:
         return self.directory / "tls.key"
 
 
-def write_file(path: Path, data: bytes, private: bool) -> None:
-    """Write atomically; private files are created 0600 and never exist with wider permissions."""
+Owner = tuple[int, int]  # uid, gid
+
+
+def write_file(path: Path, data: bytes, private: bool, owner: Owner | None = None) -> None:
+    """Write atomically; private files are created 0600 and never exist with wider permissions.
+
+    `owner` (uid, gid) is set before the file appears under its name, so a reader running as that user (the static
+    pod, UID 65532) never sees the new file with the wrong owner. Without it, a file replaced keeps the owner of the
+    one it replaces: a renewal run without `--owner` must not leave that reader a key it cannot open.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    if owner is None:
+        try:
+            found = path.stat()
+        except FileNotFoundError:
+            pass
+        else:
+            if (found.st_uid, found.st_gid) != (os.geteuid(), os.getegid()):
+                owner = (found.st_uid, found.st_gid)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.fchmod(fd, 0o600 if private else 0o644)
+        if owner is not None:
+            os.fchown(fd, *owner)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
@@ -283,9 +301,16 @@ class EnsureResult:
 
 
 def ensure_certs(
-    directory: str | Path, service: str = DEFAULT_SERVICE, namespace: str = DEFAULT_NAMESPACE
+    directory: str | Path,
+    service: str = DEFAULT_SERVICE,
+    namespace: str = DEFAULT_NAMESPACE,
+    owner: Owner | None = None,
 ) -> EnsureResult:
-    """Keep valid existing files; make whatever is missing, expiring, mismatched or not signed by the CA."""
+    """Keep valid existing files; make whatever is missing, expiring, mismatched or not signed by the CA.
+
+    `owner`: who owns what the server reads (tls.key, tls.crt, ca.crt), kept files too. ca.key stays with whoever
+    runs this: the server never signs, so the user it runs as has no use for the CA's key.
+    """
     files = CertFiles(Path(directory))
     identities = service_identities(service, namespace)
     ca = _usable_ca(files)
@@ -293,13 +318,16 @@ def ensure_certs(
     if ca is None:
         ca = CA.create()
         write_file(files.ca_key, ca.key_pem, private=True)
-        write_file(files.ca_cert, ca.cert_pem, private=False)
+        write_file(files.ca_cert, ca.cert_pem, private=False, owner=owner)
     created_serving = created_ca or not _files_serving_ok(files, ca, identities)
     if created_serving:
         leaf = ca.issue_cert(*identities)
-        write_file(files.key, leaf.key_pem, private=True)
-        write_file(files.cert, leaf.cert_pem, private=False)
+        write_file(files.key, leaf.key_pem, private=True, owner=owner)
+        write_file(files.cert, leaf.cert_pem, private=False, owner=owner)
     for private in (files.ca_key, files.key):
         # Files kept from an earlier run keep their content, never looser permissions.
         os.chmod(private, 0o600)
+    if owner is not None:
+        for served in (files.key, files.cert, files.ca_cert):
+            os.chown(served, *owner)
     return EnsureResult(files, created_ca, created_serving)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import ssl
 import tempfile
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from webhook.pki.authority import CertFiles
-from webhook.runtime import logs, reload
+from webhook.runtime import logs, reload, signals
 from webhook.runtime.tls import server_context
 
 if TYPE_CHECKING:
@@ -113,6 +112,7 @@ def _url_host(host: str) -> str:
 
 def serve(settings: ServeSettings) -> int:
     """Run uvicorn with our TLS context, HTTP bounds and app until a signal; returns 0."""
+    signals.install()  # again when called on its own (benchmarks/e2e.py): the clean exit below needs our handler
     files = CertFiles(Path(settings.certs_dir))
     os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -155,12 +155,17 @@ def serve(settings: ServeSettings) -> int:
             certificate=str(files.cert),
         ),
     )
-    # uvicorn drains in-flight reviews on SIGTERM, then raises the signal again to the handler it found: with
-    # Python's default that kills the process (exit 143). A handler of our own makes it a clean exit 0.
-    signal.signal(signal.SIGTERM, lambda *_: None)
     if settings.workers > 1:
         sock = config.bind_socket()
-        uvicorn.supervisors.Multiprocess(config, sockets=[sock]).run()
-    else:
-        uvicorn.Server(config).run()
+        uvicorn.supervisors.Multiprocess(config, sockets=[sock]).run()  # its handlers replace ours for good
+        return 0
+    server = uvicorn.Server(config)
+    try:
+        server.run()
+    except signals.Stopped:
+        # uvicorn drains in-flight reviews on SIGTERM or SIGINT, then puts back the handler it found (ours,
+        # runtime/signals.py) and raises the signal again to it (Server.capture_signals): the clean end, exit 0.
+        # Before it started serving, the signal stopped the start-up instead.
+        if not server.started:
+            raise
     return 0
