@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import cli
+from tests.conftest import ROOT, cli
 from tests.e2e.conftest import require_built
 from tests.e2e.controlplane import KUBE_BIN, APIServer, ControlPlane, Etcd, _wait
 from tests.probe import certs
@@ -560,3 +560,81 @@ def test_serve_probe_interval_exports_each_backend(two_backends: tuple[Server, l
     assert verdicts[(loose, "client-ca-file")] == "fail"
     assert verdicts[(hardened, "authz-not-always-allow")] == "skip"  # anonymous refused: not observable
     assert verdicts[(loose, "served-cert-not-expiring")] == "fail"
+
+
+# --- the continuous probe's RBAC: the chart's and manifests/components/probe's, on the real control plane ------
+
+PROBE_RBAC = ROOT / "manifests/components/probe/rbac.yaml"
+PROBE_ACCOUNT = "system:serviceaccount:apiserver-tls-guard:apiserver-tls-guard"
+
+
+def test_the_chart_grants_the_probe_what_the_component_grants(control_plane: ControlPlane, tmp_path: Path) -> None:
+    from tests.e2e.test_chart_e2e import HELM, assert_same, kustomize, objects, template, with_components
+
+    require_built(HELM)
+    rendered = template("probe.enabled=true")
+    assert_same(kustomize(control_plane, with_components(tmp_path, "warn", "probe")), rendered)
+    probe_role = objects(rendered)[("Role", "apiserver-tls-guard-probe")]
+    assert probe_role["metadata"]["namespace"] == "default"
+    assert probe_role["rules"] == [
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list"]}
+    ]
+    # Off (the default): no probe, no grant, no --probe-interval.
+    plain = objects(template())
+    assert not [key for key in plain if "probe" in key[1]]
+    assert "--probe-interval" not in json.dumps(plain[("Deployment", "apiserver-tls-guard")])
+    # Policy Reports off: the probe runs, and may not write the cluster report.
+    quiet = objects(template("probe.enabled=true", "audit.policyReports=off"))
+    assert ("ClusterRole", "apiserver-tls-guard-probe-report") not in quiet
+    assert ("Role", "apiserver-tls-guard-probe") in quiet
+
+
+def _can_i(control_plane: ControlPlane, *what: str) -> bool:
+    result = control_plane.kubectl("auth", "can-i", *what, f"--as={PROBE_ACCOUNT}")
+    assert result.stdout.strip() in ("yes", "no"), (what, result.stdout, result.stderr)
+    return result.stdout.strip() == "yes"
+
+
+def test_the_probe_account_lists_the_endpointslices_and_nothing_more(
+    control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    from tests.e2e.conftest import service_account_kubeconfig
+    from webhook.probe import targets
+
+    crd = KUBE_BIN / "crds" / "wgpolicyk8s.io_clusterpolicyreports.yaml"
+    require_built(crd)
+    control_plane.kubectl("apply", "--server-side", "-f", str(crd), check=True)
+    control_plane.kubectl("wait", "--for=condition=Established", "crd/clusterpolicyreports.wgpolicyk8s.io", check=True)
+    slices = ("list", "endpointslices.discovery.k8s.io", "-n", "default")
+    assert not _can_i(control_plane, *slices)  # the check can say no: nothing granted yet
+    control_plane.kubectl("create", "namespace", "apiserver-tls-guard")  # may exist already
+    control_plane.kubectl("create", "serviceaccount", "apiserver-tls-guard", "-n", "apiserver-tls-guard")
+    control_plane.kubectl("apply", "-f", str(PROBE_RBAC), check=True)
+    try:
+        deadline = time.monotonic() + 10  # RBAC's informer takes a moment to see the binding
+        while not _can_i(control_plane, *slices) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert _can_i(control_plane, *slices)
+        report = "clusterpolicyreports.wgpolicyk8s.io/apiserver-tls-guard-probe"
+        assert _can_i(control_plane, "get", report) and _can_i(control_plane, "update", report)
+        assert _can_i(control_plane, "create", "clusterpolicyreports.wgpolicyk8s.io")
+        refused = [
+            ("get", "endpointslices.discovery.k8s.io", "-n", "default"),
+            ("watch", "endpointslices.discovery.k8s.io", "-n", "default"),
+            ("list", "endpointslices.discovery.k8s.io", "-n", "kube-system"),
+            ("list", "endpointslices.discovery.k8s.io", "--all-namespaces"),
+            ("get", "services/kubernetes", "-n", "default"),
+            ("list", "endpoints", "-n", "default"),
+            ("list", "secrets", "-n", "default"),
+            ("delete", report),
+            ("get", "clusterpolicyreports.wgpolicyk8s.io/someone-elses"),
+        ]
+        assert [w for w in refused if _can_i(control_plane, *w)] == []
+        # And the probe's own read works with the account's token (the Service IP from the pod's environment).
+        kubeconfig = service_account_kubeconfig(
+            control_plane, tmp_path / "probe.kubeconfig", "apiserver-tls-guard", "apiserver-tls-guard"
+        )
+        view = targets.cluster_view(targets.load(str(kubeconfig), None), None, True, service_ip=SERVICE_IP)
+        assert "could not list" not in view.endpoints_unknown, view.endpoints_unknown
+    finally:
+        control_plane.kubectl("delete", "-f", str(PROBE_RBAC), "--ignore-not-found")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from prometheus_client import REGISTRY
 
 from tests.probe.conftest import Pki
-from tests.probe.servers import ANONYMOUS_ON, Config, serving
+from tests.probe.servers import ANONYMOUS_ON, API_TOKEN, Config, serving
 from webhook.core.policy import PolicyInForce, load_policy
-from webhook.probe.continuous import ProbeLoop, Targets
+from webhook.probe import targets
+from webhook.probe.continuous import ProbeLoop, Targets, in_cluster_targets
 from webhook.probe.judge import Known, Trust
 from webhook.probe.observe import Endpoint
 
@@ -70,3 +73,24 @@ def test_a_round_hands_its_cluster_report_to_the_writer(pki: Pki) -> None:
     assert endpoints_seen == {f"https://127.0.0.1:{port}"}
     [error] = [r for r in report["results"] if r["result"] == "error"]
     assert error["message"].endswith("connection refused")
+
+
+def test_in_a_pod_the_round_reads_the_endpointslices_alone(
+    pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The chart's and manifests/components/probe's Role grants `list` on endpointslices in default, nothing
+    # more: the Service IP comes from $KUBERNETES_SERVICE_HOST, never from a read of the Service.
+    slices = {"items": [{"ports": [{"name": "https", "port": 6443}], "endpoints": [{"addresses": ["10.0.0.7"]}]}]}
+    config = Config(pki.rsa_cert, pki.rsa_key, api={targets.SLICES_PATH: slices})
+    token = tmp_path / "token"
+    token.write_text(API_TOKEN)
+    monkeypatch.setattr(targets, "IN_CLUSTER_TOKEN", token)
+    monkeypatch.setattr(targets, "IN_CLUSTER_CA", pki.file("in-cluster-ca.crt", pki.cluster_ca))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    with serving(config) as port:
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(port))
+        got = in_cluster_targets(None)
+    assert config.requests == [targets.SLICES_PATH]
+    assert [e.url for e in got.endpoints] == ["https://10.0.0.7:6443"]
+    assert got.known.service_ip == "127.0.0.1"

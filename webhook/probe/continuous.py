@@ -5,7 +5,8 @@ Every round reads the `default/kubernetes` EndpointSlices (a Service rotates bet
 on its own), probes each address as `probe` does, and sets, per endpoint: the served certificate's expiry, one
 0/1 series per judged control (1: failing), and the time of the last successful probe. The Service IP the
 certificate must name is $KUBERNETES_SERVICE_HOST inside a pod, so the only read the loop needs is that
-EndpointSlice list. Rounds are spaced by the interval and each endpoint's handshakes are bounded
+EndpointSlice list (RBAC: `list` on endpointslices in `default`, the chart's and manifests/components/probe's
+Role). Rounds are spaced by the interval and each endpoint's handshakes are bounded
 (webhook/probe/handshake.py PARALLEL_HANDSHAKES); every refused suite still shows in kube-apiserver's
 `apiserver_tls_handshake_errors_total`, about 60 per endpoint per round.
 """
@@ -76,7 +77,9 @@ def in_cluster_targets(kubeconfig: str | None) -> Targets:
     """Every ready address of the default/kubernetes EndpointSlices (the kubeconfig's server when they cannot be
     read), the cluster CA, and the Service IP from $KUBERNETES_SERVICE_HOST."""
     config = targets.load(kubeconfig, None)
-    view = targets.cluster_view(config, None, want_endpoints=True)
+    # In a pod the Service IP is in the environment; reading the Service too would need a second RBAC rule.
+    in_pod = _service_host() if config.kubeconfig is None else None
+    view = targets.cluster_view(config, None, want_endpoints=True, service_ip=in_pod)
     fallback = Endpoint.parse(config.server, config.server_name)
     if view.endpoints is None:
         log.warning("probe: probing the Service only", extra=logs.fields(reason=view.endpoints_unknown))
