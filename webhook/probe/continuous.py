@@ -24,8 +24,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter, Gauge
-
 from webhook.core.policy import PolicyInForce
 from webhook.probe import judge as judging
 from webhook.probe import targets
@@ -35,33 +33,9 @@ from webhook.probe.observe import Endpoint, observe
 from webhook.probe.policyreport import CLUSTER_REPORT_APIS, REPORT_NAME, cluster_report
 from webhook.probe.report import Probed
 from webhook.runtime import logs
-from webhook.runtime.metrics import NAMESPACE
+from webhook.runtime.metrics import PROBE_CERT_EXPIRY, PROBE_FINDINGS, PROBE_LAST_SUCCESS, PROBE_RUNS
 
 log = logging.getLogger("apiserver_tls_guard")
-
-PROBE_CERT_EXPIRY = Gauge(
-    f"{NAMESPACE}_probe_certificate_expiry_timestamp_seconds",
-    "When the certificate an API server endpoint serves expires, as a Unix timestamp (continuous probe).",
-    ["endpoint"],
-    multiprocess_mode="max",
-)
-PROBE_FINDINGS = Gauge(
-    f"{NAMESPACE}_probe_findings",
-    "1 when the control fails on the endpoint, 0 when it passes; controls the network cannot show have no series.",
-    ["endpoint", "control"],
-    multiprocess_mode="max",
-)
-PROBE_LAST_SUCCESS = Gauge(
-    f"{NAMESPACE}_probe_last_success_timestamp_seconds",
-    "When the endpoint was last probed to the end, as a Unix timestamp.",
-    ["endpoint"],
-    multiprocess_mode="max",
-)
-PROBE_RUNS = Counter(
-    f"{NAMESPACE}_probe_runs_total",
-    "Probes of one endpoint, by result (ok: probed to the end; error: it could not be probed).",
-    ["result"],
-)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Prometheus metrics: admission decisions, their latency, certificate expiry, build info."""
+"""Prometheus metrics: admission decisions, their latency, certificate expiry, build info, the audit's and the
+continuous probe's results."""
 
 from __future__ import annotations
 
@@ -95,6 +96,31 @@ CERT_RELOAD_ERRORS = Counter(
     f"{NAMESPACE}_certificate_reload_errors_total",
     "Changed serving certificate files that were refused (the pair did not load: a certificate without its key, "
     "a mismatched or unreadable pair); the pair loaded before kept serving.",
+)
+
+# The continuous probe's (webhook/probe/continuous.py), registered with the rest so /metrics always names them.
+PROBE_CERT_EXPIRY = Gauge(
+    f"{NAMESPACE}_probe_certificate_expiry_timestamp_seconds",
+    "When the certificate an API server endpoint serves expires, as a Unix timestamp (continuous probe).",
+    ["endpoint"],
+    multiprocess_mode="max",
+)
+PROBE_FINDINGS = Gauge(
+    f"{NAMESPACE}_probe_findings",
+    "1 when the control fails on the endpoint, 0 when it passes; controls the network cannot show have no series.",
+    ["endpoint", "control"],
+    multiprocess_mode="max",
+)
+PROBE_LAST_SUCCESS = Gauge(
+    f"{NAMESPACE}_probe_last_success_timestamp_seconds",
+    "When the endpoint was last probed to the end, as a Unix timestamp.",
+    ["endpoint"],
+    multiprocess_mode="max",
+)
+PROBE_RUNS = Counter(
+    f"{NAMESPACE}_probe_runs_total",
+    "Probes of one endpoint, by result (ok: probed to the end; error: it could not be probed).",
+    ["result"],
 )
 
 
