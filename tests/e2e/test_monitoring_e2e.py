@@ -25,7 +25,7 @@ PROMRULES = KUBE_BIN / "promrules"
 ALERTS = ROOT / "charts/apiserver-tls-guard/files/alerts.yaml"
 RULE = ROOT / "manifests/monitoring/prometheusrule.yaml"
 DASHBOARD = ROOT / "manifests/monitoring/dashboard.json"
-OURS = re.compile(r"\bapiserver_tls_guard_[a-z_]+")
+OURS = re.compile(r"\btlsguard_[a-z_]+")
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -519,7 +519,7 @@ def test_serve_probe_interval_exports_each_backend(two_backends: tuple[Server, l
         text = ""
         while time.monotonic() < deadline:
             text = _metrics(server.port, certs_dir / "ca.crt")
-            if all(f'probe_last_success_timestamp_seconds{{endpoint="{u}"}}' in text for u in urls):
+            if all(f'probe_last_success_timestamp_seconds{{target_endpoint="{u}"}}' in text for u in urls):
                 break
             time.sleep(0.5)
         # The round writes its report after its last endpoint: wait for it while the server still runs.
@@ -534,23 +534,21 @@ def test_serve_probe_interval_exports_each_backend(two_backends: tuple[Server, l
     lines = {
         line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith("apiserver_tls_guard_probe")
+        if line.startswith("tlsguard_probe")
     }
-    with_print = [
-        line for line in text.splitlines() if line.startswith("apiserver_tls_guard_probe") and hardened in line
-    ]
+    with_print = [line for line in text.splitlines() if line.startswith("tlsguard_probe") and hardened in line]
     print("\nprobe e2e: metric lines for one endpoint:\n" + "\n".join(with_print))
 
     def finding(url: str, control: str) -> float:
-        return lines[f'apiserver_tls_guard_probe_findings{{control="{control}",endpoint="{url}"}}']
+        return lines[f'tlsguard_probe_findings{{control="{control}",target_endpoint="{url}"}}']
 
     assert finding(hardened, "tls-cipher-suites-strong") == 0
     assert finding(loose, "tls-cipher-suites-strong") == 1
     assert finding(loose, "client-ca-file") == 1 and finding(hardened, "client-ca-file") == 0
     assert finding(loose, "served-cert-not-expiring") == 1
-    expiry = lines[f'apiserver_tls_guard_probe_certificate_expiry_timestamp_seconds{{endpoint="{loose}"}}']
+    expiry = lines[f'tlsguard_probe_certificate_expiry_timestamp_seconds{{target_endpoint="{loose}"}}']
     assert 4 * 86400 < expiry - time.time() < 5 * 86400
-    assert lines['apiserver_tls_guard_probe_runs_total{result="ok"}'] >= 2
+    assert lines['tlsguard_probe_runs_total{result="ok"}'] >= 2
     # The same verdicts in the cluster-scoped Policy Report, written through the real API.
     assert got.returncode == 0, got.stderr
     report = json.loads(got.stdout)

@@ -20,7 +20,7 @@ from webhook.probe.observe import Endpoint
 
 
 def _value(name: str, **labels: str) -> float | None:
-    return REGISTRY.get_sample_value(f"apiserver_tls_guard_{name}", labels)
+    return REGISTRY.get_sample_value(f"tlsguard_{name}", labels)
 
 
 def test_a_round_exports_expiry_findings_and_last_success_and_forgets_gone_endpoints(pki: Pki) -> None:
@@ -38,19 +38,22 @@ def test_a_round_exports_expiry_findings_and_last_success_and_forgets_gone_endpo
             assert loop.once() == 1
     url = live.url
     served = x509.load_pem_x509_certificate(pki.rsa_cert.read_bytes())
-    assert _value("probe_certificate_expiry_timestamp_seconds", endpoint=url) == served.not_valid_after_utc.timestamp()
-    assert _value("probe_findings", endpoint=url, control="anonymous-auth-disabled") == 1
-    assert _value("probe_findings", endpoint=url, control="tls-cert-and-key") == 0
-    assert _value("probe_findings", endpoint=url, control="authz-not-always-allow") == 0
-    assert _value("probe_findings", endpoint=url, control="client-ca-file") == 1
-    assert (_value("probe_last_success_timestamp_seconds", endpoint=url) or 0) > 0
-    assert _value("probe_last_success_timestamp_seconds", endpoint=dead.url) is None
+    assert (
+        _value("probe_certificate_expiry_timestamp_seconds", target_endpoint=url)
+        == served.not_valid_after_utc.timestamp()
+    )
+    assert _value("probe_findings", target_endpoint=url, control="anonymous-auth-disabled") == 1
+    assert _value("probe_findings", target_endpoint=url, control="tls-cert-and-key") == 0
+    assert _value("probe_findings", target_endpoint=url, control="authz-not-always-allow") == 0
+    assert _value("probe_findings", target_endpoint=url, control="client-ca-file") == 1
+    assert (_value("probe_last_success_timestamp_seconds", target_endpoint=url) or 0) > 0
+    assert _value("probe_last_success_timestamp_seconds", target_endpoint=dead.url) is None
     assert _value("probe_runs_total", result="error") == errors_before + 1
     # The endpoint leaves the EndpointSlice: its series go with it.
     endpoints.remove(live)
     loop.once()
-    assert _value("probe_certificate_expiry_timestamp_seconds", endpoint=url) is None
-    assert _value("probe_findings", endpoint=url, control="anonymous-auth-disabled") is None
+    assert _value("probe_certificate_expiry_timestamp_seconds", target_endpoint=url) is None
+    assert _value("probe_findings", target_endpoint=url, control="anonymous-auth-disabled") is None
 
 
 def test_a_round_hands_its_cluster_report_to_the_writer(pki: Pki) -> None:
