@@ -37,7 +37,7 @@ def _errors(server: RunningServer, answer: str) -> float:
     client = server.client()
     text = client.get("/metrics").body.decode()
     client.close()
-    line = f'apiserver_tls_guard_evaluation_errors_total{{answer="{answer}"}} '
+    line = f'tlsguard_evaluation_errors_total{{answer="{answer}"}} '
     return sum(float(row.split()[-1]) for row in text.splitlines() if row.startswith(line))
 
 

@@ -75,7 +75,7 @@ def test_the_cache_is_bounded() -> None:
 def test_hit_rate_is_a_metric(enforce_client: ApiserverClient) -> None:
     def count(result: str) -> float:
         text = enforce_client.get("/metrics").body.decode()
-        prefix = f'apiserver_tls_guard_verdict_cache_lookups_total{{result="{result}"}} '
+        prefix = f'tlsguard_verdict_cache_lookups_total{{result="{result}"}} '
         return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(prefix))
 
     pod = apiserver_pod(*NO_TLS, name="cache-metric-pod")

@@ -128,7 +128,7 @@ def test_audit_writes_policy_reports_and_follows_the_cluster(
 
         violations = wait_for(
             lambda: re.search(
-                r'apiserver_tls_guard_audit_violations\{control="tls-cert-and-key",namespace="' + HOSTED + r'"\} (\S+)',
+                r'tlsguard_audit_violations\{control="tls-cert-and-key",target_namespace="' + HOSTED + r'"\} (\S+)',
                 metrics_text(server),
             ),
             what="the violations metric",
@@ -194,7 +194,7 @@ def _audits(server: RunningServer) -> list[dict[str, Any]]:
 
 
 def _violation_series(server: RunningServer) -> list[str]:
-    return re.findall(r"^apiserver_tls_guard_audit_violations\{.*$", metrics_text(server), re.MULTILINE)
+    return re.findall(r"^tlsguard_audit_violations\{.*$", metrics_text(server), re.MULTILINE)
 
 
 def test_rbac_names_our_reports_and_leaves_everyone_elses(control_plane: ControlPlane, audited_cluster: Path) -> None:
@@ -229,9 +229,9 @@ def test_one_auditor_among_replicas_and_workers_and_a_handover(
         # Whichever worker answers /metrics (new connections are spread over both), the counts are there once.
         for _ in range(6):
             assert _violation_series(leader) == [
-                f'apiserver_tls_guard_audit_violations{{control="tls-cert-and-key",namespace="{HOSTED}"}} 1.0'
+                f'tlsguard_audit_violations{{control="tls-cert-and-key",target_namespace="{HOSTED}"}} 1.0'
             ]
-            assert _violation_series(other) == []  # a second exporter would double `sum by (control, namespace)`
+            assert _violation_series(other) == []  # a second exporter would double `sum by (control, target_namespace)`
         stop_server(leader)  # SIGTERM: the holder releases the Lease on its way out
         handed = time.monotonic()
         wait_for(lambda: _audits(other), timeout=60, what="the other replica taking the Lease over")

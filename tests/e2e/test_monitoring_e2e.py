@@ -25,7 +25,7 @@ PROMRULES = KUBE_BIN / "promrules"
 ALERTS = ROOT / "charts/apiserver-tls-guard/files/alerts.yaml"
 RULE = ROOT / "manifests/monitoring/prometheusrule.yaml"
 DASHBOARD = ROOT / "manifests/monitoring/dashboard.json"
-OURS = re.compile(r"\bapiserver_tls_guard_[a-z_]+")
+OURS = re.compile(r"\btlsguard_[a-z_]+")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,7 +49,7 @@ def dashboard_exprs() -> list[str]:
 def test_alerts_parse_with_prometheus_own_parser(tmp_path: Path) -> None:
     result = check_rules(ALERTS)
     assert result.returncode == 0, result.stderr
-    assert "13 rules: SUCCESS" in result.stdout
+    assert "16 rules: SUCCESS" in result.stdout
     broken = tmp_path / "broken.yaml"
     broken.write_text(ALERTS.read_text().replace("> 0.1", "> > 0.1"))  # the checker must be able to say no
     result = check_rules(broken)
@@ -74,6 +74,20 @@ def test_the_alerts_the_issue_asks_for() -> None:
     assert "policy_reload_errors" in exprs["ApiserverTLSGuardPolicyReloadFailing"]
     assert 'verdict="denied"' in exprs["ApiserverTLSGuardDenials"]
     assert "audit_violations" in exprs["ApiserverTLSGuardAuditViolations"]
+    # issue 25: the continuous probe's three
+    assert "probe_certificate_expiry_timestamp_seconds" in exprs["ApiserverTLSGuardProbeCertificateExpiring"]
+    assert "14 * 86400" in exprs["ApiserverTLSGuardProbeCertificateExpiring"]
+    assert "probe_findings" in exprs["ApiserverTLSGuardProbeControlFailing"]
+    assert exprs["ApiserverTLSGuardProbeControlFailing"].endswith("== 1")
+    assert 'probe_runs_total{result="error"}' in exprs["ApiserverTLSGuardProbeFailing"]
+
+
+def test_every_alert_has_a_runbook_section() -> None:
+    sections = set(re.findall(r"^## (\w+)$", (ROOT / "docs/runbooks.md").read_text(), re.MULTILINE))
+    for rule in alert_rules():
+        anchor = rule["annotations"]["runbook_url"].rsplit("#", 1)[1]
+        assert anchor == rule["alert"].lower(), rule["alert"]
+        assert rule["alert"] in sections, rule["alert"]
 
 
 def exported_names(server: RunningServer) -> set[str]:

@@ -26,7 +26,7 @@ from tests.e2e.node.node import APISERVER_IMAGE, NODE_NAME, Node
 
 NAMESPACE = "guard-static"
 WINDOW = 75.0  # seconds of a denied mirror pod, long enough for the kubelet's one-minute resync
-CACHE = "apiserver_tls_guard_verdict_cache_lookups_total"
+CACHE = "tlsguard_verdict_cache_lookups_total"
 # klog's header: E1201 23:10:01.123456   12345 kubelet.go:1234] "Failed creating a mirror pod" ...
 KLOG_TIME = re.compile(r"^[IWEF]\d{4} (\d\d:\d\d:\d\d\.\d{6})")
 

@@ -41,6 +41,12 @@ class Config:
     statuses: Mapping[str, int] = field(default_factory=dict)  # path -> status; others 401
     # path (with query) -> JSON answered 200 to `Authorization: Bearer <API_TOKEN>`: a tiny Kubernetes API
     api: Mapping[str, object] = field(default_factory=dict)
+    # path -> how many of its next requests are read and then reset unanswered (a front end dropping them)
+    drops: dict[str, int] = field(default_factory=dict)
+    requests: list[str] = field(default_factory=list)  # every request line's path, in order: what was read
+
+
+_DROPS = threading.Lock()
 
 
 API_TOKEN = "probe-unit-token"
@@ -69,6 +75,14 @@ def _answer(conn: SSL.Connection, config: Config) -> None:
             return
         data += chunk
     path = data.split(b" ", 2)[1].decode() if data.count(b" ") >= 2 else "/"
+    config.requests.append(path)
+    with _DROPS:
+        drop = config.drops.get(path, 0) > 0
+        if drop:
+            config.drops[path] -= 1
+    if drop:  # a reset, no status line: _serve_one's close sends the RST
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        raise ConnectionResetError
     status = config.statuses.get(path, 401)
     message = {401: "Unauthorized", 403: f'forbidden: User "system:anonymous" cannot get path "{path}"'}
     body = json.dumps({"kind": "Status", "code": status, "message": message.get(status, "")}).encode()

@@ -109,11 +109,12 @@ def test_a_plain_http_server_is_not_tls() -> None:
 
 
 @contextmanager
-def _resetting() -> Iterator[int]:
-    """Reads the ClientHello and resets the connection, without an alert."""
+def _resetting() -> Iterator[tuple[int, list[int]]]:
+    """Reads the ClientHello and resets the connection, without an alert; counts the connections."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
+    accepted: list[int] = []
 
     def loop() -> None:
         while True:
@@ -121,13 +122,14 @@ def _resetting() -> Iterator[int]:
                 conn, _ = listener.accept()
             except OSError:
                 return
+            accepted.append(1)
             conn.recv(4096)
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()
 
     threading.Thread(target=loop, daemon=True).start()
     try:
-        yield listener.getsockname()[1]
+        yield listener.getsockname()[1], accepted
     finally:
         with contextlib.suppress(OSError):
             listener.shutdown(socket.SHUT_RDWR)
@@ -135,8 +137,27 @@ def _resetting() -> Iterator[int]:
 
 
 def test_a_reset_without_an_alert_is_not_a_refusal() -> None:
-    # Only an alert says "not this suite"; a reset could be load or a proxy, so the suite is unknown, not refused.
-    with _resetting() as port:
+    # Only an alert says "not this suite"; a reset could be load or a proxy, so the suite is tried once more and
+    # then unknown, not refused.
+    with _resetting() as (port, accepted):
         scan = handshake.scan_suites("127.0.0.1", port, None, ["ECDHE-RSA-AES128-SHA", "AES128-SHA"], 2)
     assert scan.accepted == ()
     assert len(scan.unknown) == 2 and scan.unknown[0].startswith("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA: 127.0.0.1:")
+    assert len(accepted) == 4  # two suites, two attempts each: bounded
+
+
+def test_a_reset_once_is_tried_again_and_decides(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A front end that drops the first connection and then answers: the second attempt's verdict counts.
+    real = handshake._open
+    calls: list[int] = []
+
+    def flaky(host: str, port: int, deadline: float) -> socket.socket:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return real(host, port, deadline)
+
+    monkeypatch.setattr(handshake, "_open", flaky)
+    with serving(Config(pki.rsa_cert, pki.rsa_key, ciphers="ECDHE-RSA-AES128-GCM-SHA256")) as port:
+        got = handshake.accepts("127.0.0.1", port, None, SSL.TLS1_2_VERSION, b"ECDHE-RSA-AES128-GCM-SHA256", 2)
+    assert (got, len(calls)) == (True, 2)

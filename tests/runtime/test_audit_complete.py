@@ -64,7 +64,7 @@ def auditing(api: FakeKubeApi, tmp_path: Path) -> Iterator[ClusterAuditor]:
 
 def _violations(namespace: str = "kube-system") -> float | None:
     return REGISTRY.get_sample_value(
-        "apiserver_tls_guard_audit_violations", {"control": "tls-cert-and-key", "namespace": namespace}
+        "tlsguard_audit_violations", {"control": "tls-cert-and-key", "target_namespace": namespace}
     )
 
 
@@ -192,9 +192,9 @@ def test_audit_counts_are_replaced_whole_across_worker_processes(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
     metrics.AUDIT_VIOLATIONS.replace({("tls-cert-and-key", "kube-system"): 2.0, ("anonymous-auth", "a"): 1.0})
     text = metrics.exposition()[0].decode()
-    assert 'apiserver_tls_guard_audit_violations{control="tls-cert-and-key",namespace="kube-system"} 2.0' in text
+    assert 'tlsguard_audit_violations{control="tls-cert-and-key",target_namespace="kube-system"} 2.0' in text
     metrics.AUDIT_VIOLATIONS.replace({("anonymous-auth", "a"): 1.0})  # tls-cert-and-key fixed
     text = metrics.exposition()[0].decode()
-    assert "tls-cert-and-key" not in text and 'control="anonymous-auth",namespace="a"} 1.0' in text
+    assert "tls-cert-and-key" not in text and 'control="anonymous-auth",target_namespace="a"} 1.0' in text
     metrics.AUDIT_VIOLATIONS._series = {}  # another worker's memory: it reads the shared file
     assert metrics.AUDIT_VIOLATIONS.current() == {("anonymous-auth", "a"): 1.0}

@@ -49,7 +49,7 @@ def test_certificate_written_before_its_key_keeps_handshakes_working(tmp_path: P
         write_file(certs / "tls.key", leaf.key_pem, private=True)  # ... its key a second later
         loop.wait_for_serial(leaf.cert.serial_number)
         time.sleep(0.3)
-        assert _metric(server, "apiserver_tls_guard_certificate_reload_errors_total") == 1.0  # once, not per look
+        assert _metric(server, "tlsguard_certificate_reload_errors_total") == 1.0  # once, not per look
     finally:
         loop.stop.set()
         loop.join(timeout=10)
@@ -73,7 +73,7 @@ def test_mismatched_pair_is_refused_and_the_old_one_keeps_serving(tmp_path: Path
         write_file(certs / "tls.key", other.key_pem, private=True)
         write_file(certs / "tls.crt", one.cert_pem, private=False)  # a pair that never matches
         time.sleep(1.0)
-        assert _metric(server, "apiserver_tls_guard_certificate_reload_errors_total") == 1.0
+        assert _metric(server, "tlsguard_certificate_reload_errors_total") == 1.0
         assert loop.serials[-1] == first
     finally:
         loop.stop.set()

@@ -34,24 +34,14 @@ def test_metrics_show_requests_findings_latency_expiry_and_build(server_factory:
     client.post("/validate", b"nope")
     text = client.get("/metrics").body.decode()
     client.close()
-    assert (
-        _metric(
-            text, "apiserver_tls_guard_admission_requests_total", operation="CREATE", verdict="denied", mode="enforce"
-        )
-        == 3
-    )
-    assert (
-        _metric(
-            text, "apiserver_tls_guard_admission_requests_total", operation="UPDATE", verdict="clean", mode="enforce"
-        )
-        == 1
-    )
-    assert _metric(text, "apiserver_tls_guard_findings_total", control="tls-cert-and-key", mode="enforce") == 3
-    assert _metric(text, "apiserver_tls_guard_rejected_requests_total", code="400") == 1
-    assert _metric(text, "apiserver_tls_guard_admission_duration_seconds_count") == 4
-    expiry = _metric(text, "apiserver_tls_guard_certificate_expiry_timestamp_seconds", certificate="serving")
+    assert _metric(text, "tlsguard_admission_requests_total", operation="CREATE", verdict="denied", mode="enforce") == 3
+    assert _metric(text, "tlsguard_admission_requests_total", operation="UPDATE", verdict="clean", mode="enforce") == 1
+    assert _metric(text, "tlsguard_findings_total", control="tls-cert-and-key", mode="enforce") == 3
+    assert _metric(text, "tlsguard_rejected_requests_total", code="400") == 1
+    assert _metric(text, "tlsguard_admission_duration_seconds_count") == 4
+    expiry = _metric(text, "tlsguard_certificate_expiry_timestamp_seconds", certificate="serving")
     assert 300 * 86400 < expiry - time.time() < 366 * 86400
-    assert _metric(text, "apiserver_tls_guard_build_info", version="0.1.0") == 1
+    assert _metric(text, "tlsguard_build_info", version="0.1.0") == 1
 
 
 def test_sigterm_finishes_the_review_in_flight_then_exits(certs_dir: Path, tmp_path: Path) -> None:
@@ -142,4 +132,4 @@ def test_two_workers_answer_and_sum_their_metrics(server_factory: ServerFactory)
     client = server.client()
     text = client.get("/metrics").body.decode()
     client.close()
-    assert _metric(text, "apiserver_tls_guard_admission_requests_total", verdict="clean") == sent  # summed
+    assert _metric(text, "tlsguard_admission_requests_total", verdict="clean") == sent  # summed

@@ -70,9 +70,7 @@ def _policy_hash(server: RunningServer) -> str:
         text = client.get("/metrics").body.decode()
     finally:
         client.close()
-    [line] = [
-        ln for ln in text.splitlines() if ln.startswith("apiserver_tls_guard_policy_info{") and ln.endswith(" 1.0")
-    ]
+    [line] = [ln for ln in text.splitlines() if ln.startswith("tlsguard_policy_info{") and ln.endswith(" 1.0")]
     return line.split('hash="', 1)[1].split('"', 1)[0]
 
 

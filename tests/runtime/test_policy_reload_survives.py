@@ -21,7 +21,7 @@ NO_OVERRIDES: dict[str, Any] = {"mode": None, "cisVersion": None}
 
 
 def _errors() -> float:
-    return REGISTRY.get_sample_value("apiserver_tls_guard_policy_reload_errors_total") or 0.0
+    return REGISTRY.get_sample_value("tlsguard_policy_reload_errors_total") or 0.0
 
 
 def _reloader(path: Path, content: bytes) -> PolicyReloader:
@@ -164,6 +164,6 @@ def test_policy_info_is_one_series_with_two_workers(tmp_path: Path, certs_dir: P
         client.close()
     finally:
         stop_server(server)
-    series = re.findall(r"^apiserver_tls_guard_policy_info\{.*$", text, re.MULTILINE)
+    series = re.findall(r"^tlsguard_policy_info\{.*$", text, re.MULTILINE)
     expected = policy_digest(path, NO_OVERRIDES)
-    assert series == [f'apiserver_tls_guard_policy_info{{hash="{expected}"}} 1.0'], series
+    assert series == [f'tlsguard_policy_info{{hash="{expected}"}} 1.0'], series

@@ -5,7 +5,8 @@ Every round reads the `default/kubernetes` EndpointSlices (a Service rotates bet
 on its own), probes each address as `probe` does, and sets, per endpoint: the served certificate's expiry, one
 0/1 series per judged control (1: failing), and the time of the last successful probe. The Service IP the
 certificate must name is $KUBERNETES_SERVICE_HOST inside a pod, so the only read the loop needs is that
-EndpointSlice list. Rounds are spaced by the interval and each endpoint's handshakes are bounded
+EndpointSlice list (RBAC: `list` on endpointslices in `default`, the chart's and manifests/components/probe's
+Role). Rounds are spaced by the interval and each endpoint's handshakes are bounded
 (webhook/probe/handshake.py PARALLEL_HANDSHAKES); every refused suite still shows in kube-apiserver's
 `apiserver_tls_handshake_errors_total`, about 60 per endpoint per round.
 """
@@ -23,8 +24,6 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import Counter, Gauge
-
 from webhook.core.policy import PolicyInForce
 from webhook.probe import judge as judging
 from webhook.probe import targets
@@ -34,33 +33,9 @@ from webhook.probe.observe import Endpoint, observe
 from webhook.probe.policyreport import CLUSTER_REPORT_APIS, REPORT_NAME, cluster_report
 from webhook.probe.report import Probed
 from webhook.runtime import logs
-from webhook.runtime.metrics import NAMESPACE
+from webhook.runtime.metrics import PROBE_CERT_EXPIRY, PROBE_FINDINGS, PROBE_LAST_SUCCESS, PROBE_RUNS
 
 log = logging.getLogger("apiserver_tls_guard")
-
-PROBE_CERT_EXPIRY = Gauge(
-    f"{NAMESPACE}_probe_certificate_expiry_timestamp_seconds",
-    "When the certificate an API server endpoint serves expires, as a Unix timestamp (continuous probe).",
-    ["endpoint"],
-    multiprocess_mode="max",
-)
-PROBE_FINDINGS = Gauge(
-    f"{NAMESPACE}_probe_findings",
-    "1 when the control fails on the endpoint, 0 when it passes; controls the network cannot show have no series.",
-    ["endpoint", "control"],
-    multiprocess_mode="max",
-)
-PROBE_LAST_SUCCESS = Gauge(
-    f"{NAMESPACE}_probe_last_success_timestamp_seconds",
-    "When the endpoint was last probed to the end, as a Unix timestamp.",
-    ["endpoint"],
-    multiprocess_mode="max",
-)
-PROBE_RUNS = Counter(
-    f"{NAMESPACE}_probe_runs_total",
-    "Probes of one endpoint, by result (ok: probed to the end; error: it could not be probed).",
-    ["result"],
-)
 
 
 @dataclass(frozen=True)
@@ -76,7 +51,9 @@ def in_cluster_targets(kubeconfig: str | None) -> Targets:
     """Every ready address of the default/kubernetes EndpointSlices (the kubeconfig's server when they cannot be
     read), the cluster CA, and the Service IP from $KUBERNETES_SERVICE_HOST."""
     config = targets.load(kubeconfig, None)
-    view = targets.cluster_view(config, None, want_endpoints=True)
+    # In a pod the Service IP is in the environment; reading the Service too would need a second RBAC rule.
+    in_pod = _service_host() if config.kubeconfig is None else None
+    view = targets.cluster_view(config, None, want_endpoints=True, service_ip=in_pod)
     fallback = Endpoint.parse(config.server, config.server_name)
     if view.endpoints is None:
         log.warning("probe: probing the Service only", extra=logs.fields(reason=view.endpoints_unknown))

@@ -191,20 +191,25 @@ def full_handshake(host: str, port: int, server_name: str | None, timeout: float
 def accepts(host: str, port: int, server_name: str | None, version: int, ciphers: bytes, timeout: float) -> bool | str:
     """Whether the server completes a handshake at exactly `version` with only `ciphers` offered.
 
-    True or False when the server answered; a reason string when the network did not let us know.
+    True or False when the server answered; a reason string when the network did not let us know. A connection
+    closed or reset without an alert says nothing about the suite (an overloaded server, a proxy dropping it), so
+    it is tried once more, within the same deadline; a timeout is not.
     """
     deadline = time.monotonic() + timeout
-    try:
-        conn, sock = _connect(host, port, server_name, _context(version, version, ciphers), deadline)
-    except (SSL.SysCallError, SSL.ZeroReturnError) as err:
-        # Closed or reset without an alert: that says nothing about the suite (an overloaded server, a proxy).
-        return _reason(err, host, port, timeout)
-    except SSL.Error:
-        return False  # the server's alert (or our own "no ciphers available"): not accepted
-    except (OSError, TimeoutError) as err:
-        return _reason(err, host, port, timeout)
-    _close(conn, sock)
-    return True
+    for attempt in (1, 2):
+        try:
+            conn, sock = _connect(host, port, server_name, _context(version, version, ciphers), deadline)
+        except (SSL.SysCallError, SSL.ZeroReturnError, ConnectionError) as err:
+            if attempt == 1 and deadline > time.monotonic():
+                continue
+            return _reason(err, host, port, timeout)
+        except SSL.Error:
+            return False  # the server's alert (or our own "no ciphers available"): not accepted
+        except (OSError, TimeoutError) as err:
+            return _reason(err, host, port, timeout)
+        _close(conn, sock)
+        return True
+    raise AssertionError("unreachable")  # the second attempt always returns
 
 
 @dataclass(frozen=True)

@@ -250,7 +250,8 @@ def _status(answers: Mapping[str, Answer], path: str) -> str:
     if answer is None:
         return f"{path} not asked"
     if answer.status is None:
-        return f"{path} no answer ({answer.message})"
+        tries = f" after {answer.attempts} attempts" if answer.attempts > 1 else ""
+        return f"{path} no answer{tries} ({answer.message})"
     return f"{path} {answer.status}"
 
 

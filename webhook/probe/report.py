@@ -143,7 +143,9 @@ def _observed(obs: Observation) -> dict[str, Any]:
         "tls12SuitesOffered": len(obs.suites.offered),
         "tls12SuitesAccepted": list(obs.suites.accepted),
         "olderVersionsAccepted": {v: ok for v, ok in obs.old_versions.items()},
-        "anonymous": {a.path: {"status": a.status, "message": a.message} for a in obs.anonymous.values()},
+        "anonymous": {
+            a.path: {"status": a.status, "message": a.message, "attempts": a.attempts} for a in obs.anonymous.values()
+        },
     }
 
 

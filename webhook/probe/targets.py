@@ -254,19 +254,25 @@ def _get(config: ClusterConfig, path: str, timeout: float) -> Any:
         raise _ApiError("the answer is not JSON") from None
 
 
-def cluster_view(config: ClusterConfig, context: str | None, want_endpoints: bool) -> ClusterView:
+def cluster_view(
+    config: ClusterConfig, context: str | None, want_endpoints: bool, service_ip: str | None = None
+) -> ClusterView:
     """Read the kubernetes Service (and, when asked, its EndpointSlices) with the kubeconfig's credentials.
 
-    Directly over HTTPS when the kubeconfig holds a certificate or token: the kubernetes client takes longer to
-    import (0.5-5 s on a loaded machine) than the whole probe; it is used only for exec and auth-provider users.
+    A `service_ip` already known (inside a pod: $KUBERNETES_SERVICE_HOST) is used instead of reading the Service,
+    so the continuous probe's RBAC is the EndpointSlice list alone. Directly over HTTPS when the kubeconfig holds
+    a certificate or token: the kubernetes client takes longer to import (0.5-5 s on a loaded machine) than the
+    whole probe; it is used only for exec and auth-provider users.
     """
     if config.plugin:
-        return _cluster_view_by_client(config.kubeconfig, context, want_endpoints)
-    try:
-        service = _get(config, SERVICE_PATH, 5)
-        ip, ip_why = (service.get("spec") or {}).get("clusterIP"), ""
-    except _ApiError as err:
-        ip, ip_why = None, f"could not read Service default/kubernetes: {err}"
+        return _cluster_view_by_client(config.kubeconfig, context, want_endpoints, service_ip)
+    ip, ip_why = service_ip, ""
+    if ip is None:
+        try:
+            service = _get(config, SERVICE_PATH, 5)
+            ip = (service.get("spec") or {}).get("clusterIP")
+        except _ApiError as err:
+            ip_why = f"could not read Service default/kubernetes: {err}"
     if not want_endpoints:
         return ClusterView(ip, ip_why, None, "")
     try:
@@ -290,7 +296,9 @@ def _view(ip: str | None, ip_why: str, slices: list[Any]) -> ClusterView:
     return ClusterView(ip, ip_why, tuple(dict.fromkeys(found)), "")
 
 
-def _cluster_view_by_client(kubeconfig: str | None, context: str | None, want_endpoints: bool) -> ClusterView:
+def _cluster_view_by_client(
+    kubeconfig: str | None, context: str | None, want_endpoints: bool, service_ip: str | None
+) -> ClusterView:
     from kubernetes import client  # slow to import: only for credentials only it can get
 
     from webhook.kube import KubeConfigError, api_client
@@ -300,11 +308,13 @@ def _cluster_view_by_client(kubeconfig: str | None, context: str | None, want_en
     except KubeConfigError as err:
         return ClusterView(None, str(err), None, str(err))
     with api:
+        ip, ip_why = service_ip, ""
         try:
-            service = client.CoreV1Api(api).read_namespaced_service("kubernetes", "default", _request_timeout=5)
-            ip, ip_why = (service.spec.cluster_ip if service.spec else None), ""
+            if ip is None:
+                service = client.CoreV1Api(api).read_namespaced_service("kubernetes", "default", _request_timeout=5)
+                ip = service.spec.cluster_ip if service.spec else None
         except Exception as err:  # ApiException, urllib3 errors: the reason goes into the report
-            ip, ip_why = None, f"could not read Service default/kubernetes: {_short(err)}"
+            ip_why = f"could not read Service default/kubernetes: {_short(err)}"
         if not want_endpoints:
             return ClusterView(ip, ip_why, None, "")
         try:

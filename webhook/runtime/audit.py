@@ -3,7 +3,7 @@
 Admission sees objects as they are created or changed; a kube-apiserver that was running before the guard, or a
 policy turned from warn to enforce, needs another look: "which running apiservers would enforce mode deny?".
 Every `--audit-interval` seconds the same code as `scan` lists Pods and workloads (pages of 250), the counts go to
-`apiserver_tls_guard_audit_violations{control,namespace}`, and with `--policy-reports` one Policy Report per
+`tlsguard_audit_violations{control,target_namespace}`, and with `--policy-reports` one Policy Report per
 namespace is written (and reports of ours in namespaces that no longer run kube-apiserver are deleted).
 
 A list on an interval, not a watch: kube-apiserver pods change on upgrades and certificate rotations, a few times

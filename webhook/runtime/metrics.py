@@ -1,4 +1,5 @@
-"""Prometheus metrics: admission decisions, their latency, certificate expiry, build info."""
+"""Prometheus metrics: admission decisions, their latency, certificate expiry, build info, the audit's and the
+continuous probe's results."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from webhook import __version__
 
-NAMESPACE = "apiserver_tls_guard"
+NAMESPACE = "tlsguard"
 
 REQUESTS = Counter(
     f"{NAMESPACE}_admission_requests",
@@ -97,6 +98,33 @@ CERT_RELOAD_ERRORS = Counter(
     "a mismatched or unreadable pair); the pair loaded before kept serving.",
 )
 
+# The continuous probe's (webhook/probe/continuous.py), registered with the rest so /metrics always names them.
+# Not `endpoint`: the Prometheus Operator sets that target label to the ServiceMonitor's port name
+# (prometheus-operator pkg/prometheus/promcfg.go), and the scrape renames ours to `exported_endpoint`.
+PROBE_CERT_EXPIRY = Gauge(
+    f"{NAMESPACE}_probe_certificate_expiry_timestamp_seconds",
+    "When the certificate an API server endpoint serves expires, as a Unix timestamp (continuous probe).",
+    ["target_endpoint"],
+    multiprocess_mode="max",
+)
+PROBE_FINDINGS = Gauge(
+    f"{NAMESPACE}_probe_findings",
+    "1 when the control fails on the endpoint, 0 when it passes; controls the network cannot show have no series.",
+    ["target_endpoint", "control"],
+    multiprocess_mode="max",
+)
+PROBE_LAST_SUCCESS = Gauge(
+    f"{NAMESPACE}_probe_last_success_timestamp_seconds",
+    "When the endpoint was last probed to the end, as a Unix timestamp.",
+    ["target_endpoint"],
+    multiprocess_mode="max",
+)
+PROBE_RUNS = Counter(
+    f"{NAMESPACE}_probe_runs_total",
+    "Probes of one endpoint, by result (ok: probed to the end; error: it could not be probed).",
+    ["result"],
+)
+
 
 class _Snapshot:
     """A gauge family whose whole set of series is replaced at once, which prometheus_client's Gauge cannot do
@@ -153,9 +181,11 @@ POLICY_INFO = _Snapshot(
 AUDIT_VIOLATIONS = _Snapshot(
     f"{NAMESPACE}_audit_violations",
     "Failing (object, control) pairs found by the last complete continuous audit of the cluster, by control and "
-    "namespace (namespaces past the first 100 are counted as '(other)'). Exported only by the replica that holds "
-    "the audit Lease.",
-    ("control", "namespace"),
+    "the objects' namespace (namespaces past the first 100 are counted as '(other)'). Exported only by the "
+    "replica that holds the audit Lease.",
+    # Not `namespace`: Prometheus' scrape sets that to the target's own namespace and, with honor_labels false
+    # (the default), renames a scraped `namespace` to `exported_namespace`.
+    ("control", "target_namespace"),
     shared=True,  # one worker audits; any worker may answer /metrics
 )
 REGISTRY.register(POLICY_INFO)
