@@ -28,6 +28,7 @@ class Answer:
     expected: str
     got: str
     deferred: bool  # a "this needs the webhook" warning came with it (our VAP only)
+    denied: bool  # the create was refused, whichever controls the denial named
 
     @property
     def right(self) -> bool:
@@ -105,8 +106,20 @@ def run(plane: ControlPlane, subjects: list[Subject]) -> list[Answer]:
             raise RuntimeError(f"{name}: the create failed, not by a policy: {result.stderr}")
         got, deferred = judge(result.stderr, result.returncode, _audited(plane, obj["metadata"]["name"], result))
         for key, want in expected.items():
-            answers.append(Answer(name, key, want, got[key], deferred))
+            answers.append(Answer(name, key, want, got[key], deferred, result.returncode != 0))
     return answers
+
+
+def refused(answers: list[Answer]) -> tuple[int, int]:
+    """Per file rather than per control: (files whose pod was refused exactly when some seed control fails,
+    files). An engine whose denial names one failing control of two still refuses the pod; kube-apiserver reports
+    only the first denial of webhooks it calls in parallel (k8s.io/apiserver pkg/admission/plugin/webhook/
+    validating/dispatcher.go), so a per-control count alone would blame the engine for what the user never sees."""
+    files: dict[str, list[Answer]] = {}
+    for a in answers:
+        files.setdefault(a.name, []).append(a)
+    right = sum(any(a.expected == "fail" for a in mine) == mine[0].denied for mine in files.values())
+    return right, len(files)
 
 
 def table(results: dict[str, list[Answer]]) -> str:

@@ -273,6 +273,11 @@ class Kyverno(Engine):
         process = self.shared.pop("kyverno", None)
         if process:
             process.stop()
+            # Its webhook configurations outlive it (pkg/controllers/webhook labels each
+            # webhook.kyverno.io/managed-by=kyverno) and would send the next engine's requests, and a next Kyverno's
+            # policies, to a closed port.
+            for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+                self.plane.kubectl("delete", kind, "-l", "webhook.kyverno.io/managed-by=kyverno", "--ignore-not-found")
 
 
 GATEKEEPER_NS = "gatekeeper-system"

@@ -48,6 +48,8 @@ def _headline(name: str, answers: list[corpus.Answer], costs: dict[str, Any]) ->
         },
         "wrong": [f"{a.name} {a.control}: said {a.got}, expected {a.expected}" for a in answers if not a.right],
     }
+    right, files = corpus.refused(answers)
+    entry["pods_refused_right"] = f"{right}/{files}"
     if costs:
         entry["ordinary_p99_added_ms"] = costs.get("ordinary", {}).get("p99_added_ms")
         entry["apiserver_p99_added_ms"] = costs.get("apiserver", {}).get("p99_added_ms")
@@ -154,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
             fixed = sum(a.right for a in fixtures[engine.name])
             print(
                 f"   corpus: {right}/{len(answers[engine.name])} right; false-pass fixtures: "
-                f"{fixed}/{len(fixtures[engine.name])} ({time.monotonic() - started:.0f} s)"
+                f"{fixed}/{len(fixtures[engine.name])}; pods refused rightly: "
+                f"{'/'.join(map(str, corpus.refused(answers[engine.name])))} ({time.monotonic() - started:.0f} s)"
             )
             costs: dict[str, Any] = {}
             if not args.no_cost:
