@@ -174,33 +174,40 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"== {engine.name}", flush=True)
             started = time.monotonic()
-            engine.start()
-            engine.enable()
-            answers[engine.name] = corpus.run(plane, corpus.corpus_subjects())
-            fixtures[engine.name] = corpus.run(plane, corpus.fixture_subjects())
-            right = sum(a.right for a in answers[engine.name])
-            fixed = sum(a.right for a in fixtures[engine.name])
-            print(
-                f"   corpus: {right}/{len(answers[engine.name])} right; false-pass fixtures: "
-                f"{fixed}/{len(fixtures[engine.name])}; pods refused rightly: "
-                f"{'/'.join(map(str, corpus.refused(answers[engine.name])))} ({time.monotonic() - started:.0f} s)"
-            )
-            costs: dict[str, Any] = {}
-            load_before = os.getloadavg()
-            if not args.no_cost:
-                rounds = cost.measure(engine, args.pods, args.concurrency, args.rounds)
-                costs = cost.summarise(rounds)
-                for kind, c in costs.items():
-                    print(f"   {kind}: p50 +{c['p50_added_ms']} ms, p99 +{c['p99_added_ms']} ms, "
-                          f"cpu {c['cpu_s']} s, rss {c['rss_mb']} MB")  # fmt: skip
-            results[engine.name] = _headline(engine.name, answers[engine.name], costs)
-            results[engine.name]["seconds"] = round(time.monotonic() - started)
-            results[engine.name]["load_1min_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
-            print(f"   {results[engine.name]['seconds']} s in all", flush=True)
-            results[engine.name]["false_pass_fixtures"] = {
-                "right": sum(a.right for a in fixtures[engine.name]),
-                "total": len(fixtures[engine.name]),
-            }
+            try:
+                engine.start()
+                engine.enable()
+                answers[engine.name] = corpus.run(plane, corpus.corpus_subjects())
+                fixtures[engine.name] = corpus.run(plane, corpus.fixture_subjects())
+                right = sum(a.right for a in answers[engine.name])
+                fixed = sum(a.right for a in fixtures[engine.name])
+                print(
+                    f"   corpus: {right}/{len(answers[engine.name])} right; false-pass fixtures: "
+                    f"{fixed}/{len(fixtures[engine.name])}; pods refused rightly: "
+                    f"{'/'.join(map(str, corpus.refused(answers[engine.name])))} ({time.monotonic() - started:.0f} s)"
+                )
+                costs: dict[str, Any] = {}
+                load_before = os.getloadavg()
+                if not args.no_cost:
+                    rounds = cost.measure(engine, args.pods, args.concurrency, args.rounds)
+                    costs = cost.summarise(rounds)
+                    for kind, c in costs.items():
+                        print(f"   {kind}: p50 +{c['p50_added_ms']} ms, p99 +{c['p99_added_ms']} ms, "
+                              f"cpu {c['cpu_s']} s, rss {c['rss_mb']} MB")  # fmt: skip
+                results[engine.name] = _headline(engine.name, answers[engine.name], costs)
+                results[engine.name]["seconds"] = round(time.monotonic() - started)
+                results[engine.name]["load_1min_before_after"] = [
+                    round(load_before[0], 2),
+                    round(os.getloadavg()[0], 2),
+                ]
+                print(f"   {results[engine.name]['seconds']} s in all", flush=True)
+                results[engine.name]["false_pass_fixtures"] = {
+                    "right": sum(a.right for a in fixtures[engine.name]),
+                    "total": len(fixtures[engine.name]),
+                }
+            except Exception as err:  # one engine that fails must not lose the others' results
+                print(f"   {engine.name} failed: {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+                results.setdefault(engine.name, {})["error"] = f"{type(err).__name__}: {err}"[:2000]
             _stop(engine, engines)
     finally:
         for engine in engines:
@@ -235,7 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.with_suffix(".md").write_text("\n\n".join(tables) + "\n")
     if not args.no_cost and plot(results, args.out.with_suffix(".png")):
         print(f"wrote {args.out.with_suffix('.png')}")
-    return 0
+    failed = [name for name, entry in results.items() if "error" in entry]
+    if failed:
+        print(f"failed: {', '.join(failed)} (see the error in the JSON and the logs in {workdir})", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _stop(engine: Engine, engines: list[Engine], final: bool = False) -> None:
