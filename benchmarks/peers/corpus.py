@@ -28,6 +28,7 @@ class Answer:
     expected: str
     got: str
     deferred: bool  # a "this needs the webhook" warning came with it (our VAP only)
+    denied: bool  # the create was refused, whichever controls the denial named
 
     @property
     def right(self) -> bool:
@@ -105,8 +106,21 @@ def run(plane: ControlPlane, subjects: list[Subject]) -> list[Answer]:
             raise RuntimeError(f"{name}: the create failed, not by a policy: {result.stderr}")
         got, deferred = judge(result.stderr, result.returncode, _audited(plane, obj["metadata"]["name"], result))
         for key, want in expected.items():
-            answers.append(Answer(name, key, want, got[key], deferred))
+            answers.append(Answer(name, key, want, got[key], deferred, result.returncode != 0))
     return answers
+
+
+def refused(answers: list[Answer]) -> tuple[int, int]:
+    """Per file rather than per control: (files failing a seed control whose pod was refused, files failing a seed
+    control). An engine whose denial names one failing control of two still refuses the pod: kube-apiserver reports
+    only the first denial of the webhooks it calls in parallel (k8s.io/apiserver pkg/admission/plugin/webhook/
+    validating/dispatcher.go), so the per-control count alone would blame the engine for what kube-apiserver hides.
+    Files passing both are left out: ours also refuses a pod for the controls outside the seed two."""
+    files: dict[str, list[Answer]] = {}
+    for a in answers:
+        files.setdefault(a.name, []).append(a)
+    failing = [mine for mine in files.values() if any(a.expected == "fail" for a in mine)]
+    return sum(mine[0].denied for mine in failing), len(failing)
 
 
 def table(results: dict[str, list[Answer]]) -> str:

@@ -232,6 +232,7 @@ class Round:
     apiserver_cpu_s: float
     baseline_apiserver_cpu_s: float
     metrics: dict[str, Any]
+    handler_ms: float | None  # the engine's own mean time per review, from its metrics (ours only)
 
 
 def measure(engine: Engine, pods: int, concurrency: int, rounds: int) -> list[Round]:
@@ -247,10 +248,14 @@ def measure(engine: Engine, pods: int, concurrency: int, rounds: int) -> list[Ro
             with Usage(apiserver_pid) as base_api:
                 baseline, base_errors = create_loop(plane, kind, pods, concurrency)
             engine.enable()
-            before = scrape(plane)
+            before, own_before = scrape(plane), engine.handler_seconds()
             with Usage(apiserver_pid) as api, Usage(engine.pids()) as usage:
                 latencies, errors = create_loop(plane, kind, pods, concurrency)
             metrics = histogram_delta(before, scrape(plane))
+            own_after = engine.handler_seconds()
+            handler_ms = None
+            if own_before and own_after and own_after[1] > own_before[1]:
+                handler_ms = (own_after[0] - own_before[0]) / (own_after[1] - own_before[1]) * 1000
             engine.check_alive()
             total_errors = errors + base_errors
             out.append(
@@ -264,8 +269,23 @@ def measure(engine: Engine, pods: int, concurrency: int, rounds: int) -> list[Ro
                     api.cpu_s,
                     base_api.cpu_s,
                     metrics,
+                    handler_ms,
                 )
             )
+    return out
+
+
+def _median_metrics(per_round: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per metric, the median over rounds of its count and mean (a metric absent in a round counts as none)."""
+    out: dict[str, Any] = {}
+    for family in METRICS:
+        found = [m[family] for m in per_round if family in m]
+        if found:
+            out[family] = {
+                "count": statistics.median([f["count"] for f in found]),
+                "mean_ms": round(statistics.median([f["mean_ms"] for f in found]), 3),
+                "rounds_seen": len(found),
+            }
     return out
 
 
@@ -295,6 +315,17 @@ def summarise(rounds: list[Round]) -> dict[str, Any]:
             "rss_mb": med([r.rss_mb for r in mine]),
             "apiserver_cpu_s": med([r.apiserver_cpu_s for r in mine]),
             "apiserver_cpu_added_s": med([r.apiserver_cpu_s - r.baseline_apiserver_cpu_s for r in mine]),
-            "metrics": mine[len(mine) // 2].metrics,
+            "metrics": _median_metrics([r.metrics for r in mine]),
+            # The machine's noise, round by round: the baseline's own p50 and p99 and each round's added p99.
+            "baseline_p50_spread_ms": [round(percentile(r.baseline, 50) * 1000, 3) for r in mine],
+            "p99_added_spread_ms": [
+                round((percentile(r.engine, 99) - percentile(r.baseline, 99)) * 1000, 3) for r in mine
+            ],
+            "p50_added_spread_ms": [
+                round((percentile(r.engine, 50) - percentile(r.baseline, 50)) * 1000, 3) for r in mine
+            ],
         }
+        handled = [r.handler_ms for r in mine if r.handler_ms is not None]
+        if handled:
+            out[kind]["engine_handler_mean_ms"] = med(handled)
     return out

@@ -94,6 +94,10 @@ class Engine:
         for process in self.processes:
             process.check_alive()
 
+    def handler_seconds(self) -> tuple[float, float] | None:
+        """(sum of seconds, count) of the engine's own per-review handling, from its metrics, where it has them."""
+        return None
+
 
 @dataclass
 class Ours(Engine):
@@ -125,6 +129,23 @@ class Ours(Engine):
     def check_alive(self) -> None:
         if self.server and self.server.process.poll() is not None:
             raise RuntimeError(f"apiserver-tls-guard exited: {self.server.log_text()[-2000:]}")
+
+    def handler_seconds(self) -> tuple[float, float] | None:
+        """Its own apiserver_tls_guard_admission_duration_seconds (webhook/runtime/metrics.py): reading the request
+        to having the answer, so what kube-apiserver's webhook metric adds to it is TLS, HTTP and the queue."""
+        if self.server is None:
+            return None
+        client = self.server.client()
+        try:
+            text = client.get("/metrics").body.decode()
+        finally:
+            client.close()
+        found = {}
+        for line in text.splitlines():
+            for suffix in ("_sum", "_count"):
+                if line.startswith(f"apiserver_tls_guard_admission_duration_seconds{suffix} "):
+                    found[suffix] = float(line.split()[1])
+        return (found["_sum"], found["_count"]) if len(found) == 2 else None
 
 
 def vap_manifest() -> str:
@@ -273,6 +294,11 @@ class Kyverno(Engine):
         process = self.shared.pop("kyverno", None)
         if process:
             process.stop()
+            # Its webhook configurations outlive it (pkg/controllers/webhook labels each
+            # webhook.kyverno.io/managed-by=kyverno) and would send the next engine's requests, and a next Kyverno's
+            # policies, to a closed port.
+            for kind in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+                self.plane.kubectl("delete", kind, "-l", "webhook.kyverno.io/managed-by=kyverno", "--ignore-not-found")
 
 
 GATEKEEPER_NS = "gatekeeper-system"
@@ -342,7 +368,16 @@ class Gatekeeper(Engine):
             f"--port={self.port}",
             f"--cert-dir={certs}",
             "--disable-cert-rotation",
+            # The chart's controller-manager operations (templates/gatekeeper-controller-manager-deployment.yaml):
+            # `webhook` serves admission, `generate` makes each ConstraintTemplate's Constraint CRD
+            # (pkg/controller/constrainttemplate/constrainttemplate_controller.go generateCRD returns at once
+            # without it, so a webhook-only Gatekeeper never serves a Constraint: "no matches for kind").
+            # `status` writes the template's `status.created` that start() waits for (the chart runs it in the
+            # audit pod). `mutation-webhook` is left out: no mutating webhook is registered here.
             "--operation=webhook",
+            "--operation=generate",
+            "--operation=status",
+            f"--exempt-namespace={GATEKEEPER_NS}",
             f"--metrics-addr=127.0.0.1:{free_port()}",
             f"--health-addr=127.0.0.1:{free_port()}",
             f"--prometheus-port={free_port()}",  # its metrics exporter's default 8888 may be taken
@@ -355,12 +390,20 @@ class Gatekeeper(Engine):
         template, *constraints = self._documents()
         _apply(plane, json.dumps(template))
         kind = template["spec"]["crd"]["spec"]["names"]["kind"].lower()
+        name = template["metadata"]["name"]
 
-        def crd_ready() -> bool:
+        def created() -> bool:
+            """The template compiled and its CRD made (status.created, set by the status operation from the pods'
+            ConstraintTemplatePodStatus), and kube-apiserver serving that CRD (Established)."""
             process.check_alive()
-            return plane.kubectl("get", f"crd/{kind}.constraints.gatekeeper.sh").returncode == 0
+            got = plane.kubectl("get", f"constrainttemplate/{name}", "-o", "jsonpath={.status.created}")
+            if got.stdout.strip() != "true":
+                return False
+            crd = f"crd/{kind}.constraints.gatekeeper.sh"
+            established = plane.kubectl("wait", "--for=condition=Established", "--timeout=5s", crd)
+            return established.returncode == 0
 
-        wait_for(crd_ready, READY_TIMEOUT, "Gatekeeper to make the Constraint CRD")
+        wait_for(created, READY_TIMEOUT, "Gatekeeper to compile the template and make the Constraint CRD")
         manifest = json.dumps({"apiVersion": "v1", "kind": "List", "items": constraints})
         wait_for(lambda: self._try_apply(manifest), 60, "the Constraints to be accepted")
 
