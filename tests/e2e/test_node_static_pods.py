@@ -136,6 +136,85 @@ def kubelet_creates(node: Node, mirror_name: str) -> list[float]:
     return [_seconds(line) for line in lines if "Creating a mirror pod for static pod" in line and wanted in line]
 
 
+KUBEADM_POLL = 0.5  # kubeadm's KubernetesAPICallRetryInterval (cmd/kubeadm/app/constants/constants.go)
+UPGRADE_TIMEOUT = 40.0  # kubeadm waits UpgradeManifestsTimeout, 5 minutes; the outcome is the same, sooner
+UPGRADE_PORT = 16444
+
+
+def mirror_hash(node: Node, mirror_name: str) -> str | None:
+    """What kubeadm's getStaticPodSingleHash reads: the mirror pod's kubernetes.io/config.hash, or None (404)."""
+    pod = mirror(node, mirror_name)
+    return pod["metadata"]["annotations"]["kubernetes.io/config.hash"] if pod else None
+
+
+def wait_hash_change(node: Node, mirror_name: str, before: str, timeout: float) -> tuple[str | None, float, int]:
+    """kubeadm upgrade's WaitForStaticPodHashChange (cmd/kubeadm/app/util/apiclient/wait.go): poll the mirror pod
+    every 0.5 s until its hash differs from `before`; a missing mirror pod is an error it keeps polling through.
+    (the new hash or None on timeout, seconds waited, polls that found no mirror pod)."""
+    started = time.monotonic()
+    missing = 0
+    while time.monotonic() - started < timeout:
+        now = mirror_hash(node, mirror_name)
+        if now is None:
+            missing += 1
+        elif now != before:
+            return now, time.monotonic() - started, missing
+        time.sleep(KUBEADM_POLL)
+    return None, time.monotonic() - started, missing
+
+
+def test_a_kubeadm_style_upgrade_waits_for_the_mirror_pod_and_rolls_back_a_denied_one(
+    node: Node, release: Release, tmp_path: Path
+) -> None:
+    """What `kubeadm upgrade apply` does per component (cmd/kubeadm/app/phases/upgrade/staticpods.go,
+    upgradeComponent), done here by hand on a running kube-apiserver static pod: move the new manifest into the
+    manifests folder, wait for the mirror pod's config hash to change (WaitForStaticPodHashChange), and on timeout
+    move the old manifest back (rollbackOldManifests). A compliant upgrade passes; a non-compliant one never gets
+    a mirror pod in enforce mode, so the wait times out and the rollback restores the old apiserver."""
+    pki_dir = tmp_path / "pki"
+    write_pki(node, pki_dir)
+    name = unique("kube-apiserver-upgrade")
+    mirror_name = f"{name}-{NODE_NAME}"
+    base = flags(name, compliant=True, port=UPGRADE_PORT)
+    old = static_pod(name, base, pki_dir)
+    node.write_static_pod(name, old)
+    try:
+        before = wait_for(lambda: mirror_hash(node, mirror_name), 60, f"the mirror pod {mirror_name}")
+        # A compliant upgrade (one more flag, as a version bump changes the manifest): the hash changes.
+        compliant = static_pod(name, [*base, "--v=1"], pki_dir)
+        node.write_static_pod(name, compliant)
+        upgraded, seconds, missing = wait_hash_change(node, mirror_name, before, UPGRADE_TIMEOUT)
+        print(f"kubeadm-style upgrade, compliant manifest: mirror pod hash changed after {seconds:.1f} s "
+              f"({missing} polls found no mirror pod)")  # fmt: skip
+        assert upgraded is not None
+        # A non-compliant one (the serving pair dropped): the kubelet deletes the old mirror pod, the new one is
+        # denied, and kubeadm's Get finds nothing until its timeout.
+        dropped = [f for f in base if not f.startswith(("--tls-cert-file", "--tls-private-key-file"))]
+        node.write_static_pod(name, static_pod(name, [*dropped, "--v=1"], pki_dir))
+        new_hash, seconds, missing = wait_hash_change(node, mirror_name, upgraded, UPGRADE_TIMEOUT)
+        running = container_pid(node, mirror_name)
+        records = kubelet_records(node, mirror_name)
+        deleted = any(
+            "Deleted mirror pod as it didn't match the static Pod" in line and f"kube-system/{mirror_name}" in line
+            for line in node.log("kubelet").read_text(errors="replace").splitlines()
+        )
+        print(f"kubeadm-style upgrade, non-compliant manifest: no new mirror pod hash after {seconds:.0f} s "
+              f"({missing} of the polls found no mirror pod); the kubelet deleted the old mirror pod: {deleted}; "
+              f"{len(records)} denied creates; the non-compliant kube-apiserver ran meanwhile: "
+              f"{running is not None}")  # fmt: skip
+        assert new_hash is None
+        assert missing > 0 and deleted and records
+        assert all("denied the request" in r for r in records)
+        # Rollback: the old manifest back in place; its mirror pod (compliant) is admitted again.
+        started = time.monotonic()
+        node.write_static_pod(name, compliant)
+        restored = wait_for(lambda: mirror_hash(node, mirror_name) == upgraded, 120, "the rolled-back mirror pod")
+        print(f"rollback: the previous mirror pod back after {time.monotonic() - started:.1f} s")
+        assert restored
+    finally:
+        remove_static(node, name)
+
+
 # Last in the module: it turns the module's release to warn mode.
 def test_a_live_change_to_warn_lets_the_denied_mirror_pod_in(node: Node, release: Release, tmp_path: Path) -> None:
     """A non-compliant kube-apiserver that really runs (its etcd reached, a self-signed certificate), its mirror
