@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.conftest import ROOT
-from tests.e2e.conftest import GOOD_FLAGS, apiserver_pod
+from tests.e2e.conftest import BAD_FLAGS, GOOD_FLAGS, apiserver_pod
 from tests.e2e.controlplane import KUBE_BIN
 from tests.e2e.node.node import Node
 
@@ -44,6 +44,27 @@ def reachable(node: Node, timeout: float = 60) -> float:
         time.sleep(0.2)
 
 
+def in_force(node: Node, mode: str, timeout: float = 60, runs: int = 10) -> float:
+    """Seconds until `runs` reviews in a row answer in `mode` (`enforce`: a bad pod denied; `warn`: admitted with
+    the webhook's warnings). `helm upgrade --wait` returns once the new pods are Ready, while the old ones,
+    terminating (preStop sleep 5 s) and still in kube-proxy's rules until its next sync, answer with the old
+    policy: one right answer through the Service is not proof, several in a row are (kube-proxy picks an endpoint
+    at random for each connection)."""
+    body = json.dumps(apiserver_pod("mode-probe", BAD_FLAGS))
+    started = time.monotonic()
+    streak = 0
+    while streak < runs:
+        result = node.kubectl("create", "--dry-run=server", "-f", "-", stdin=body)
+        if mode == "enforce":
+            right = result.returncode != 0 and "denied the request" in result.stderr
+        else:
+            right = result.returncode == 0 and "Warning: CIS 1.2.30" in result.stderr
+        streak = streak + 1 if right else 0
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"reviews do not answer in {mode} mode after {timeout:.0f} s: {result.stderr}")
+    return time.monotonic() - started
+
+
 @dataclass
 class Release:
     """A helm release of the chart in `namespace`; `ready_seconds`: from `helm install` to `--wait` returning;
@@ -65,6 +86,16 @@ class Release:
             events = self.node.kubectl("get", "events", "-n", self.namespace).stdout
             raise AssertionError(f"helm install failed:\n{result.stderr}\n{pods}\n{events}")
         self.reachable_seconds = reachable(self.node)
+
+    def upgrade(self, *values: str) -> float:
+        """`helm upgrade --reuse-values --wait` with `values` set, as a user changes a setting; seconds until it
+        returned. A new policy is a new ConfigMap name (templates/configmap.yaml), so the Deployment rolls."""
+        sets = [item for value in values for item in ("--set", value)]
+        started = time.monotonic()
+        result = helm(self.node, "upgrade", "guard", str(CHART), "--namespace", self.namespace, "--reuse-values",
+                      "--wait", "--timeout", "4m", *sets)  # fmt: skip
+        assert result.returncode == 0, f"helm upgrade failed:\n{result.stderr}"
+        return time.monotonic() - started
 
     def uninstall(self) -> None:
         """helm uninstall, pre-delete hook included. Once in a full CI run it left the release behind (the next

@@ -39,6 +39,7 @@ POD_CIDR = "10.244.0.0/24"
 SERVICE_CIDR = "10.0.0.0/24"
 API_SERVICE_IP = "10.0.0.1"  # the first address of SERVICE_CIDR: the `kubernetes` Service
 API_PORT = 6443
+ETCD_TLS_PORT = 2379
 SANDBOX_IMAGE = "registry.k8s.io/pause:3.10.1"
 APISERVER_IMAGE = "registry.k8s.io/kube-apiserver:v1.37.2"
 CNI_BIN = Path("/usr/lib/cni")
@@ -253,6 +254,9 @@ class NodePKI:
         cert, key = self.ca.serving(ips=(NODE_IP, API_SERVICE_IP))
         pki.write(d / "apiserver.crt", cert)
         pki.write(d / "apiserver.key", key, private=True)
+        cert, key = self.ca.serving(ips=(NODE_IP,))
+        pki.write(d / "etcd.crt", cert)
+        pki.write(d / "etcd.key", key, private=True)
         clients = {
             "admin": ("e2e-admin", "system:masters"),
             # The Node authorizer and NodeRestriction know a node by this name and group only.
@@ -352,6 +356,7 @@ class Node:
     processes: dict[str, Process] = field(default_factory=dict)
     forward_port: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    ca: pki.ClusterCA | None = None  # the cluster CA, set by `start`: tests issue more certificates with it
 
     @property
     def kubeconfig(self) -> Path:
@@ -383,6 +388,7 @@ class Node:
         d = self.directory
         keys = NodePKI(d)
         keys.write()
+        self.ca = keys.ca
         inside = f"https://{NODE_IP}:{API_PORT}"
         self.namespaces = Namespaces(d)
         self.namespaces.start()
@@ -391,8 +397,16 @@ class Node:
             "etcd",
             [
                 f"--data-dir={d / 'etcd'}",
-                "--listen-client-urls=http://127.0.0.1:2379",
+                # The node's kube-apiserver on loopback; kube-apiservers in pods and static pods (each on an etcd
+                # prefix of its own, tests/e2e/node/apiservers.py) over TLS with client certificates on the node's
+                # address, as a compliant --etcd-cafile/--etcd-certfile command line needs. Each URL's scheme makes
+                # its listener secure or not (etcd server/embed/etcd.go, configureClientListeners).
+                f"--listen-client-urls=http://127.0.0.1:2379,https://{NODE_IP}:{ETCD_TLS_PORT}",
                 "--advertise-client-urls=http://127.0.0.1:2379",
+                f"--cert-file={d / 'etcd.crt'}",
+                f"--key-file={d / 'etcd.key'}",
+                f"--trusted-ca-file={d / 'ca.crt'}",
+                "--client-cert-auth=true",
                 "--listen-peer-urls=http://127.0.0.1:2380",
                 "--unsafe-no-fsync=true",
                 "--log-level=warn",
