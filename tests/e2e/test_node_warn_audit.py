@@ -36,7 +36,7 @@ CRDS = KUBE_BIN / "crds"
 REPORT_CRDS = ("wgpolicyk8s.io_policyreports.yaml", "wgpolicyk8s.io_clusterpolicyreports.yaml")
 LEGACY_PORT, GOOD_PORT = 16453, 16454  # the static pods' kube-apiservers, on the node's network
 AUDIT_INTERVAL = 5
-VIOLATIONS = "apiserver_tls_guard_audit_violations"
+VIOLATIONS = "tlsguard_audit_violations"
 
 
 @dataclass
@@ -148,7 +148,7 @@ def test_a_mirror_pod_from_before_the_webhook_was_never_reviewed_and_the_audit_r
         f"Policy Report kube-system/apiserver-tls-guard {seconds:.1f} s after it "
         f"(audit every {AUDIT_INTERVAL} s), for the mirror pod made before the webhook:\n{json.dumps(entry)}"
     )
-    series = f'{VIOLATIONS}{{control="tls-cert-and-key",namespace="kube-system"}}'
+    series = f'{VIOLATIONS}{{control="tls-cert-and-key",target_namespace="kube-system"}}'
     counted = wait_for(lambda: before.release.metric(series).get(series), 30, "the audit's violations metric")
     assert counted >= 1
 
