@@ -131,7 +131,7 @@ class Ours(Engine):
             raise RuntimeError(f"apiserver-tls-guard exited: {self.server.log_text()[-2000:]}")
 
     def handler_seconds(self) -> tuple[float, float] | None:
-        """Its own apiserver_tls_guard_admission_duration_seconds (webhook/runtime/metrics.py): reading the request
+        """Its own tlsguard_admission_duration_seconds (webhook/runtime/metrics.py): reading the request
         to having the answer, so what kube-apiserver's webhook metric adds to it is TLS, HTTP and the queue."""
         if self.server is None:
             return None
@@ -143,7 +143,7 @@ class Ours(Engine):
         found = {}
         for line in text.splitlines():
             for suffix in ("_sum", "_count"):
-                if line.startswith(f"apiserver_tls_guard_admission_duration_seconds{suffix} "):
+                if line.startswith(f"tlsguard_admission_duration_seconds{suffix} "):
                     found[suffix] = float(line.split()[1])
         return (found["_sum"], found["_count"]) if len(found) == 2 else None
 
