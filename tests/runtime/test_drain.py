@@ -98,3 +98,23 @@ def test_an_idle_connection_is_closed_by_the_drain_window_and_the_exit_waits_no_
         assert exited <= DRAIN_IDLE_SECONDS + TEARDOWN
     finally:
         client.close()
+
+
+def test_drain_idle_sets_the_window(certs_dir: Path, tmp_path: Path) -> None:
+    server = start_server(certs_dir, tmp_path, "--mode", "enforce", "--drain-idle", "0.5")
+    client = server.client()
+    try:
+        assert _review(client).status == 200
+        sock = client.conn.sock
+        assert sock is not None
+        sent = time.monotonic()
+        os.kill(server.process.pid, signal.SIGTERM)
+        sock.settimeout(DRAIN_IDLE_SECONDS + TEARDOWN)
+        assert sock.recv(1) == b""
+        closed = time.monotonic() - sent
+        assert 0.4 <= closed < DRAIN_IDLE_SECONDS * 0.8, closed  # the flag's 0.5 s, not the default
+        client.close()
+        assert _exit_code(server, TEARDOWN) == 0
+    finally:
+        client.close()
+        stop_server(server)
