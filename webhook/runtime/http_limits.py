@@ -59,7 +59,7 @@ class _DrainOnShutdown:
 
     def shutdown(self) -> None:
         if self.cycle is not None and not self.cycle.response_complete:
-            super().shutdown()  # type: ignore[misc]  # in flight: uvicorn answers it with connection: close
+            super().shutdown()  # type: ignore[misc]  # in flight: uvicorn closes once it is answered
         elif self._draining is None and not self.transport.is_closing():
             self._draining = self.loop.call_later(self._drain_idle, self._drained)
 
