@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=25,
         help="seconds in-flight reviews get to finish after SIGTERM (keep below terminationGracePeriodSeconds)",
     )
+    serve.add_argument(
+        "--drain-idle",
+        type=float,
+        default=2.0,
+        help="seconds an idle keep-alive connection stays open after SIGTERM, answering a review that arrives on it "
+        "with `connection: close` (keep well below --shutdown-timeout)",
+    )
     certs_group = serve.add_mutually_exclusive_group()
     certs_group.add_argument(
         "--external-certs",

@@ -92,6 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         keep_alive=args.keep_alive,
         shutdown_timeout=args.shutdown_timeout,
+        drain_idle=args.drain_idle,
         log_level=args.log_level,
         log_format=args.log_format,
         http=args.http,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -42,6 +43,7 @@ class ServeSettings:
     # races with a request sent on the connection it is closing.
     keep_alive: int = 120
     shutdown_timeout: int = 25
+    drain_idle: float = 2.0  # seconds an idle connection stays open after SIGTERM (runtime/http_limits.py)
     log_level: str = "info"
     log_format: str = "json"
     http: str = "httptools"
@@ -118,13 +120,15 @@ def serve(settings: ServeSettings) -> int:
     if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Each worker keeps its own counters; this folder lets /metrics add them up.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="apiserver-tls-guard-metrics-")
-    from webhook.runtime.http_limits import MAX_HEAD_BYTES, BoundedHttpToolsProtocol
+    from webhook.runtime.http_limits import MAX_HEAD_BYTES, BoundedHttpToolsProtocol, DrainingH11Protocol
 
     options: dict[str, Any] = {}
+    # A partial, not a class made here: with --workers the config is pickled to each worker process.
     if settings.http == "h11":
-        options.update(http="h11", h11_max_incomplete_event_size=MAX_HEAD_BYTES)
+        protocol = functools.partial(DrainingH11Protocol, drain_idle=settings.drain_idle)
+        options.update(http=protocol, h11_max_incomplete_event_size=MAX_HEAD_BYTES)
     else:  # httptools (the default): with our bounds on head size, header count and read time
-        options["http"] = BoundedHttpToolsProtocol
+        options["http"] = functools.partial(BoundedHttpToolsProtocol, drain_idle=settings.drain_idle)
     config = uvicorn.Config(
         settings.app_factory,
         factory=True,
