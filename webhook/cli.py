@@ -54,6 +54,17 @@ def _exit_code(text: str) -> int:
     return code
 
 
+def _seconds(text: str) -> float:
+    """A duration in seconds, 0 or more: `nan` and `inf` are floats to Python, not durations to a timer."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"seconds from 0 to 3600, not {text!r}")
+    return seconds
+
+
 def _owner(text: str) -> tuple[int, int]:
     """UID:GID (or UID, with the group of the same number), numeric: the user inside the image is not in the
     host's /etc/passwd."""
@@ -128,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--drain-idle",
-        type=float,
+        type=_seconds,
         default=2.0,
         help="seconds an idle keep-alive connection stays open after SIGTERM, answering a review that arrives on it "
         "with `connection: close` (keep well below --shutdown-timeout)",

@@ -213,3 +213,16 @@ def test_nothing_read_exits_2_unless_allowed(tmp_path: Path) -> None:
     result = cli("check", str(values))
     assert result.returncode == 2 and "nothing judged: no Kubernetes object" in result.stderr
     assert cli("check", "--allow-empty", str(values)).returncode == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "two", "7200"])
+def test_drain_idle_refuses_what_is_not_a_duration(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["serve", "--drain-idle", value])
+    assert exit_info.value.code == 2
+    assert "--drain-idle" in capsys.readouterr().err
+
+
+def test_drain_idle_takes_zero_and_fractions() -> None:
+    assert build_parser().parse_args(["serve", "--drain-idle", "0"]).drain_idle == 0
+    assert build_parser().parse_args(["serve", "--drain-idle", "0.5"]).drain_idle == 0.5
