@@ -410,7 +410,12 @@ def test_hooks_remove_the_webhook_configuration_first_and_test_the_answer(tmp_pa
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-delete"
     [container] = job["spec"]["template"]["spec"]["containers"]
     assert container["command"][:4] == ["python", "-m", "webhook.commands.lifecycle", "uninstall"]
-    assert container["args"] == ["--secret=apiserver-tls-guard-certs", "--policy-reports"]
+    # The webhook pods stop before their Secret goes: they would make it again (test_node_chart_lifecycle.py).
+    assert container["args"] == [
+        "--secret=apiserver-tls-guard-certs",
+        "--stop-deployment=apiserver-tls-guard",
+        "--policy-reports",
+    ]
     selftest = rendered[("Pod", "apiserver-tls-guard-selftest")]
     assert selftest["metadata"]["annotations"]["helm.sh/hook"] == "test"
     kept = docs(render(tmp_path, "uninstall.deleteSecret=false", "uninstall.deletePolicyReports=false"))

@@ -97,6 +97,21 @@ class Release:
         assert result.returncode == 0, f"helm upgrade failed:\n{result.stderr}"
         return time.monotonic() - started
 
+    def hook_logs(self) -> str:
+        """What the pre-delete hook's pods printed (a failed Job keeps its pods: hook-delete-policy is
+        hook-succeeded), and the Job's conditions: the first thing to read when `helm uninstall` fails."""
+        jobs = self.node.kubectl("get", "jobs", "-n", self.namespace, "-o", "wide").stdout
+        logs = self.node.kubectl("logs", "-n", self.namespace, "-l", "app.kubernetes.io/component=uninstall",
+                                 "--all-containers", "--prefix", "--tail=50").stdout  # fmt: skip
+        described = self.node.kubectl("describe", "jobs", "-n", self.namespace).stdout
+        return f"{jobs}\n{logs}\n{described[-3000:]}"
+
+    def uninstall_strictly(self) -> tuple[subprocess.CompletedProcess[str], float]:
+        """`helm uninstall --wait` with its pre-delete hook and no fallback, as a user runs it; and its seconds."""
+        started = time.monotonic()
+        result = helm(self.node, "uninstall", "guard", "--namespace", self.namespace, "--wait", "--timeout", "3m")
+        return result, time.monotonic() - started
+
     def uninstall(self) -> None:
         """helm uninstall, pre-delete hook included. Once in a full CI run it left the release behind (the next
         module's install then met our ClusterRoles owned by this release); what the hook's Job and pods showed is
@@ -104,8 +119,7 @@ class Release:
         proved in tests/e2e/test_chart_lifecycle_e2e.py."""
         result = helm(self.node, "uninstall", "guard", "--namespace", self.namespace, "--wait", "--timeout", "2m")
         if result.returncode != 0:
-            jobs = self.node.kubectl("get", "jobs,pods", "-n", self.namespace, "-o", "wide").stdout
-            print(f"helm uninstall failed, removing the release without hooks:\n{result.stderr}\n{jobs}")
+            print(f"helm uninstall failed, removing the release without hooks:\n{result.stderr}\n{self.hook_logs()}")
             again = helm(self.node, "uninstall", "guard", "--namespace", self.namespace, "--no-hooks", "--wait")
             assert again.returncode == 0, again.stderr
         self.node.kubectl("delete", "namespace", self.namespace, "--wait=false")
