@@ -149,7 +149,7 @@ $(KUBE_BIN)/runc: $(RUNC_MOD)/go.mod $(RUNC_MOD)/go.sum
 		-tags seccomp -ldflags "-s -w -X main.version=$(patsubst v%,%,$(RUNC_VERSION))" -o $(abspath $@) \
 		github.com/opencontainers/runc && echo "built runc $(RUNC_VERSION) in $$(( $$(date +%s) - start )) s"
 	@touch $@
-$(KUBE_BIN)/pause: $(PAUSE_MOD)/go.mod $(PAUSE_MOD)/main.go
+$(KUBE_BIN)/pause: $(PAUSE_MOD)/go.mod $(PAUSE_MOD)/go.sum $(PAUSE_MOD)/main.go
 	@mkdir -p $(KUBE_BIN)
 	@cd $(PAUSE_MOD) && $(GOBUILD) -ldflags "-s -w" -o $(abspath $@) . && echo "built pause"
 NODE_BINS := $(addprefix $(KUBE_BIN)/,$(NODE_CMDS) $(CTRD_CMDS) runc pause)
