@@ -113,13 +113,7 @@ def test_cluster_certificates_rotate_under_real_traffic(
     control_plane: ControlPlane, installed: Path, tmp_path: Path
 ) -> None:
     # Point the shipped configuration at loopback, caBundle left for the server to publish.
-    patch = [
-        {"op": "replace", "path": f"/webhooks/{i}/clientConfig", "value": {"url": "https://127.0.0.1:1/validate"}}
-        for i in range(2)
-    ]
-    control_plane.kubectl(
-        "patch", "validatingwebhookconfiguration", WEBHOOK_CONFIG, "--type=json", "-p", json.dumps(patch), check=True
-    )
+    _point_webhooks_nowhere(control_plane)
     server = _start_cluster_certs_server(installed, tmp_path)
     try:
         url_patch = [
@@ -243,9 +237,9 @@ def _webhook_config(control_plane: ControlPlane) -> dict[str, Any]:
     return config
 
 
-def test_two_replicas_survive_secret_deletion_rotation_and_an_emptied_cabundle(
-    control_plane: ControlPlane, installed: Path, tmp_path: Path
-) -> None:
+def _point_webhooks_nowhere(control_plane: ControlPlane) -> None:
+    """The shipped configuration's clientConfig (a Service) replaced by a url on loopback and no caBundle, which
+    the server under test must publish; each test then points the url at its server."""
     patch = [
         {"op": "replace", "path": f"/webhooks/{i}/clientConfig", "value": {"url": "https://127.0.0.1:1/validate"}}
         for i in range(2)
@@ -253,6 +247,12 @@ def test_two_replicas_survive_secret_deletion_rotation_and_an_emptied_cabundle(
     control_plane.kubectl(
         "patch", "validatingwebhookconfiguration", WEBHOOK_CONFIG, "--type=json", "-p", json.dumps(patch), check=True
     )
+
+
+def test_two_replicas_survive_secret_deletion_rotation_and_an_emptied_cabundle(
+    control_plane: ControlPlane, installed: Path, tmp_path: Path
+) -> None:
+    _point_webhooks_nowhere(control_plane)
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     a = _start_cluster_certs_server(installed, tmp_path / "a")
@@ -428,13 +428,7 @@ def test_an_emptied_cabundle_is_repaired_between_syncs(
     control_plane: ControlPlane, installed: Path, tmp_path: Path
 ) -> None:
     """With the default sync (60 s), only the 2 s look at the configuration can repair it in seconds."""
-    patch = [
-        {"op": "replace", "path": f"/webhooks/{i}/clientConfig", "value": {"url": "https://127.0.0.1:1/validate"}}
-        for i in range(2)
-    ]
-    control_plane.kubectl(
-        "patch", "validatingwebhookconfiguration", WEBHOOK_CONFIG, "--type=json", "-p", json.dumps(patch), check=True
-    )
+    _point_webhooks_nowhere(control_plane)
     server = _start_cluster_certs_server(installed, tmp_path, sync="60")
     probe = Traffic(control_plane.kubeconfig)
     try:
