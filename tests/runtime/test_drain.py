@@ -75,19 +75,25 @@ def test_a_review_sent_on_a_kept_alive_connection_after_sigterm_is_answered_then
         client.close()
 
 
+def _idle_closed_after_sigterm(server: RunningServer, client: ApiserverClient) -> tuple[float, float]:
+    """One review on `client`, then SIGTERM with the connection idle: when SIGTERM was sent (monotonic) and the
+    seconds until the server closed the connection."""
+    assert _review(client).status == 200
+    sock = client.conn.sock
+    assert sock is not None
+    sent = time.monotonic()
+    os.kill(server.process.pid, signal.SIGTERM)
+    sock.settimeout(DRAIN_IDLE_SECONDS + TEARDOWN)
+    assert sock.recv(1) == b""  # the server's close_notify and FIN: end of stream, no bytes
+    return sent, time.monotonic() - sent
+
+
 def test_an_idle_connection_is_closed_by_the_drain_window_and_the_exit_waits_no_longer(
     server: RunningServer,
 ) -> None:
     client = server.client()
     try:
-        assert _review(client).status == 200
-        sock = client.conn.sock
-        assert sock is not None
-        sent = time.monotonic()
-        os.kill(server.process.pid, signal.SIGTERM)
-        sock.settimeout(DRAIN_IDLE_SECONDS + TEARDOWN)
-        assert sock.recv(1) == b""  # the server's close_notify and FIN: end of stream, no bytes
-        closed = time.monotonic() - sent
+        sent, closed = _idle_closed_after_sigterm(server, client)
         client.close()  # as Go's Transport does on reading EOF on an idle connection (its close_notify ends ours)
         code = _exit_code(server, DRAIN_IDLE_SECONDS + TEARDOWN)
         exited = time.monotonic() - sent
@@ -104,14 +110,7 @@ def test_drain_idle_sets_the_window(certs_dir: Path, tmp_path: Path) -> None:
     server = start_server(certs_dir, tmp_path, "--mode", "enforce", "--drain-idle", "0.5")
     client = server.client()
     try:
-        assert _review(client).status == 200
-        sock = client.conn.sock
-        assert sock is not None
-        sent = time.monotonic()
-        os.kill(server.process.pid, signal.SIGTERM)
-        sock.settimeout(DRAIN_IDLE_SECONDS + TEARDOWN)
-        assert sock.recv(1) == b""
-        closed = time.monotonic() - sent
+        _, closed = _idle_closed_after_sigterm(server, client)
         assert 0.4 <= closed < DRAIN_IDLE_SECONDS * 0.8, closed  # the flag's 0.5 s, not the default
         client.close()
         assert _exit_code(server, TEARDOWN) == 0
